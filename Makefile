@@ -1,0 +1,36 @@
+# repssd: the two commands of the README.
+#   make test   create .venv if missing, install, run the test suite
+#   make demo   create .venv if missing, install, run the main job on the synthetic crowd dataset
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+
+.PHONY: test demo install bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# visdom is only published as a source package that imports pkg_resources while building:
+# give it setuptools<81 and build it without isolation before installing the project.
+$(STAMP): $(VENV)/bin/python pyproject.toml
+	$(PIP) install --upgrade "pip" "setuptools<81" wheel
+	$(PIP) install --no-build-isolation visdom
+	$(PIP) install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m repssd.demo --out $(DEMO_DIR)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_matcher.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,91 @@
+"""Box formats, pairwise IoU and IoG.
+
+Boxes are ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2`` (xyxy) unless the name says
+``cxcywh`` (centre x, centre y, width, height). Leading batch dimensions are allowed where a
+docstring says ``[..., 4]``. Symbols: N and M are box counts.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_convert
+
+__all__ = [
+    "xyxy_to_cxcywh",
+    "cxcywh_to_xyxy",
+    "box_area",
+    "box_iou",
+    "box_iog",
+    "pairwise_iog",
+    "clip_boxes",
+]
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """Convert ``boxes (Tensor[..., 4])`` from xyxy to cxcywh."""
+    return box_convert(boxes, "xyxy", "cxcywh")
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """Convert ``boxes (Tensor[..., 4])`` from cxcywh to xyxy (ssd.pytorch's ``point_form``)."""
+    return box_convert(boxes, "cxcywh", "xyxy")
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Area of xyxy ``boxes (Tensor[..., 4])`` -> ``Tensor[...]``; inverted boxes count as 0."""
+    wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def _nonzero(denominator: Tensor) -> Tensor:
+    """Clamp a non-negative denominator to the smallest normal float: exact for every value
+    above it, and turns 0 / 0 into 0 (empty boxes) in one operator instead of a ``where``."""
+    return denominator.clamp(min=torch.finfo(denominator.dtype).tiny)
+
+
+def _intersection(a: Tensor, b: Tensor) -> Tensor:
+    """Intersection area of broadcastable xyxy boxes ``a (Tensor[..., 4])``, ``b (Tensor[..., 4])``."""
+    wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise IoU of xyxy boxes.
+
+    Args:
+        a (Tensor[..., N, 4]), b (Tensor[M, 4]) or (Tensor[..., M, 4]) with the same leading dims.
+
+    Returns:
+        Tensor[..., N, M]: intersection over union, 0 where the union is empty.
+
+    Same arithmetic as ssd.pytorch's ``jaccard`` and torchvision's ``box_iou`` (so matching
+    reproduces them bit for bit); unlike them it also takes a leading batch dimension.
+    """
+    inter = _intersection(a.unsqueeze(-2), b.unsqueeze(-3))  # [..., N, M]
+    union = box_area(a).unsqueeze(-1) + box_area(b).unsqueeze(-2) - inter  # [..., N, M]
+    return inter / _nonzero(union)
+
+
+def box_iog(pred: Tensor, gt: Tensor) -> Tensor:
+    """Elementwise intersection over ground truth, Repulsion Loss Eq. 4.
+
+    Args:
+        pred (Tensor[..., 4]): predicted xyxy boxes.
+        gt (Tensor[..., 4]): ground-truth xyxy boxes, broadcastable with ``pred``.
+
+    Returns:
+        Tensor[...]: ``|pred_i ∩ gt_i| / |gt_i|`` in [0, 1]; 0 where ``gt_i`` has no area.
+    """
+    return _intersection(pred, gt) / _nonzero(box_area(gt))
+
+
+def pairwise_iog(pred: Tensor, gt: Tensor) -> Tensor:
+    """Pairwise IoG: ``pred (Tensor[..., N, 4])``, ``gt (Tensor[..., M, 4])`` -> ``Tensor[..., N, M]``."""
+    return box_iog(pred.unsqueeze(-2), gt.unsqueeze(-3))  # [..., N, M]
+
+
+def clip_boxes(boxes: Tensor, width: float = 1.0, height: float = 1.0) -> Tensor:
+    """Clip xyxy ``boxes (Tensor[..., 4])`` to ``[0, width] x [0, height]`` (normalised by default)."""
+    x = boxes[..., 0::2].clamp(0, width)
+    y = boxes[..., 1::2].clamp(0, height)
+    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)

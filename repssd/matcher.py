@@ -1,0 +1,121 @@
+"""Batched MultiBox matching, SSD paper Sec. 2.2 "Matching strategy".
+
+Reproduces ssd.pytorch's ``match()`` on a whole padded batch at once:
+
+1. every prior takes the ground truth it overlaps most (ties: the lower GT index);
+2. every GT forces its best prior (ties: the lower prior index) onto itself, overlap set to 2;
+   when two GTs share a best prior the higher GT index keeps it (ssd.pytorch's loop order);
+3. priors whose overlap is below ``iou_threshold`` are background (label 0).
+
+Padded GT (``gt_valid`` false) and GT with no area are never matched; an image with no GT is
+all background. There is no per-image or per-box Python logic and no host sync, so the number
+of operators dispatched does not depend on B (each one is a kernel launch on a GPU). On CPU a
+[B, G, P] IoU tensor is memory-bound, so there the batch is walked in cache-sized chunks of
+images through the same code.
+
+Symbols: B images, G ground-truth boxes per image (padded), P priors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .boxes import box_area, box_iou, cxcywh_to_xyxy
+from .coder import VARIANCES, encode
+
+__all__ = ["Match", "match"]
+
+# Elements of one [chunk, G, P] IoU tensor on CPU: 2**18 float32 = 1 MiB, which stays in L2.
+# Measured in benchmarks/bench_matcher.py (see BENCHMARKS.md).
+CPU_CHUNK_ELEMENTS = 2**18
+
+
+@dataclass(frozen=True)
+class Match:
+    """Result of :func:`match`.
+
+    Attributes:
+        labels (Tensor[B, P] int64): class of each prior's GT, 0 = background.
+        gt_index (Tensor[B, P] int64): index into G of each prior's GT (meaningful where
+            ``labels > 0``).
+        iou (Tensor[B, P]): IoU of each prior with its best GT, before forcing.
+    """
+
+    labels: Tensor
+    gt_index: Tensor
+    iou: Tensor
+
+    @property
+    def positive(self) -> Tensor:
+        """``Tensor[B, P] bool``: priors matched to an object."""
+        return self.labels > 0
+
+    def matched_boxes(self, gt_boxes: Tensor) -> Tensor:
+        """Each prior's GT box, gathered from ``gt_boxes (Tensor[B, G, 4])`` -> ``Tensor[B, P, 4]``."""
+        return gt_boxes.gather(1, self.gt_index.unsqueeze(-1).expand(-1, -1, 4))
+
+    def loc_targets(self, gt_boxes: Tensor, priors_cxcywh: Tensor,
+                    variances: tuple[float, float] = VARIANCES) -> Tensor:
+        """Encoded regression targets ``Tensor[B, P, 4]`` (SSD Eq. 2); exactly 0 on background.
+
+        Background priors may point at padding, whose encoding is ``log(0)``; zeroing them
+        keeps every target finite, so a masked loss never computes ``0 * inf``.
+        """
+        targets = encode(self.matched_boxes(gt_boxes), priors_cxcywh.to(gt_boxes), variances)  # [B,P,4]
+        return torch.where(self.positive.unsqueeze(-1), targets, 0.0)
+
+
+def match(priors_cxcywh: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,
+          iou_threshold: float = 0.5) -> Match:
+    """Assign ground truth to priors for a padded batch.
+
+    Args:
+        priors_cxcywh (Tensor[P, 4]): priors, normalised cxcywh.
+        gt_boxes (Tensor[B, G, 4]): GT boxes, normalised xyxy (padding may hold anything).
+        gt_labels (Tensor[B, G] int64): GT classes in 1..C-1.
+        gt_valid (Tensor[B, G] bool): which GT slots are real.
+        iou_threshold: minimum IoU for a positive, in (0, 1].
+
+    Returns:
+        Match: labels, GT index and best IoU per prior, ``Tensor[B, P]`` each.
+    """
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    batch, num_gt = gt_labels.shape
+    priors_xyxy = cxcywh_to_xyxy(priors_cxcywh.to(gt_boxes))
+    if num_gt == 0:
+        zeros = torch.zeros(batch, priors_xyxy.shape[0], dtype=torch.int64, device=gt_boxes.device)
+        return Match(zeros, zeros.clone(), zeros.to(gt_boxes.dtype))
+    chunk = batch
+    if gt_boxes.device.type == "cpu":
+        chunk = max(1, CPU_CHUNK_ELEMENTS // (num_gt * priors_xyxy.shape[0]))
+    if chunk >= batch:
+        return _match(priors_xyxy, gt_boxes, gt_labels, gt_valid, iou_threshold)
+    parts = [_match(priors_xyxy, *args, iou_threshold)
+             for args in zip(gt_boxes.split(chunk), gt_labels.split(chunk), gt_valid.split(chunk))]
+    return Match(*(torch.cat(field) for field in zip(*((m.labels, m.gt_index, m.iou) for m in parts))))
+
+
+def _match(priors_xyxy: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,
+           iou_threshold: float) -> Match:
+    """:func:`match` on one chunk of images, whole-tensor code only."""
+    batch, num_gt = gt_labels.shape
+    valid = gt_valid & (box_area(gt_boxes) > 0)  # [B,G]
+    # A zero box overlaps no prior: padded GT get IoU 0 and can never reach a positive
+    # threshold, without a masked pass over the [B,G,P] tensor.
+    boxes = torch.where(valid.unsqueeze(-1), gt_boxes, torch.zeros_like(gt_boxes))  # [B,G,4]
+    iou = box_iou(boxes, priors_xyxy)  # [B,G,P]
+    best_iou, best_gt = iou.max(dim=1)  # [B,P], first maximum on ties like ssd.pytorch
+    best_prior = iou.argmax(dim=2)  # [B,G]
+    # Force each valid GT onto its best prior; a shared prior goes to the highest GT index,
+    # as ssd.pytorch's `for j in range(G): best_truth_idx[best_prior_idx[j]] = j` leaves it.
+    gt_ids = torch.arange(num_gt, device=gt_boxes.device).expand(batch, num_gt)  # [B,G]
+    candidates = torch.where(valid, gt_ids, -1)  # [B,G]
+    forced = torch.full_like(best_gt, -1).scatter_reduce_(1, best_prior, candidates, "amax")  # [B,P]
+    is_forced = forced >= 0  # [B,P]
+    gt_index = torch.where(is_forced, forced, best_gt)  # [B,P]
+    overlap = best_iou.masked_fill(is_forced, 2.0)  # [B,P]
+    labels = gt_labels.gather(1, gt_index).masked_fill(overlap < iou_threshold, 0)  # [B,P]
+    return Match(labels, gt_index, best_iou)

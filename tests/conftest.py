@@ -1,0 +1,24 @@
+"""Shared fixtures: devices (CUDA variants skip without a GPU) and always-valid random boxes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=[CUDA, pytest.mark.cuda])]
+
+
+def make_random_boxes(n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32,
+                      min_size: float = 0.02) -> torch.Tensor:
+    """``n`` valid normalised xyxy boxes (``x1 < x2``, ``y1 < y2``, inside [0, 1])."""
+    wh = min_size + (1 - min_size) * torch.rand(n, 2, generator=generator, dtype=torch.float64) ** 2
+    xy = (1 - wh) * torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    return torch.cat((xy, xy + wh), dim=1).to(dtype)
+
+
+@pytest.fixture
+def random_boxes():
+    """``random_boxes(n, seed=0, dtype=float32)`` -> always-valid boxes ``Tensor[n, 4]``."""
+    def make(n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return make_random_boxes(n, torch.Generator().manual_seed(seed), dtype)
+    return make
