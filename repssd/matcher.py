@@ -27,9 +27,9 @@ from .coder import VARIANCES, encode
 
 __all__ = ["Match", "match"]
 
-# Elements of one [chunk, G, P] IoU tensor on CPU: 2**18 float32 = 1 MiB, which stays in L2.
-# Measured in benchmarks/bench_matcher.py (see BENCHMARKS.md).
-CPU_CHUNK_ELEMENTS = 2**18
+# Elements of one [chunk, G, P] plane on CPU: 2**15 float32 = 128 KiB, so the handful of
+# planes the IoU needs stay in a core's L2. Swept in benchmarks/bench_matcher.py --sweep-chunk.
+CPU_CHUNK_ELEMENTS = 2**15
 
 
 @dataclass(frozen=True)
@@ -83,25 +83,47 @@ def match(priors_cxcywh: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: 
     """
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    batch, num_gt = gt_labels.shape
     priors_xyxy = cxcywh_to_xyxy(priors_cxcywh.to(gt_boxes))
-    if num_gt == 0:
-        zeros = torch.zeros(batch, priors_xyxy.shape[0], dtype=torch.int64, device=gt_boxes.device)
-        return Match(zeros, zeros.clone(), zeros.to(gt_boxes.dtype))
-    chunk = batch
-    if gt_boxes.device.type == "cpu":
-        chunk = max(1, CPU_CHUNK_ELEMENTS // (num_gt * priors_xyxy.shape[0]))
-    if chunk >= batch:
+    if gt_boxes.device.type != "cpu":
         return _match(priors_xyxy, gt_boxes, gt_labels, gt_valid, iou_threshold)
-    parts = [_match(priors_xyxy, *args, iou_threshold)
-             for args in zip(gt_boxes.split(chunk), gt_labels.split(chunk), gt_valid.split(chunk))]
-    return Match(*(torch.cat(field) for field in zip(*((m.labels, m.gt_index, m.iou) for m in parts))))
+    order, chunks = _cpu_chunks(gt_valid, priors_xyxy.shape[0])
+    parts = [_match(priors_xyxy, gt_boxes[images, :width], gt_labels[images, :width],
+                    gt_valid[images, :width], iou_threshold) for images, width in chunks]
+    restore = order.argsort()  # back from length order to batch order
+    return Match(*(torch.cat(field)[restore] for field in zip(*((m.labels, m.gt_index, m.iou) for m in parts))))
+
+
+def _cpu_chunks(gt_valid: Tensor, num_priors: int) -> tuple[Tensor, list[tuple[Tensor, int]]]:
+    """Group a CPU batch into chunks of images whose [chunk, G', P] planes fit in cache.
+
+    Images are taken in order of their last real GT slot, and a chunk is cut to G' = its
+    widest image's last real slot + 1, so little padding is matched. Reading ``gt_valid`` here
+    costs nothing on CPU; other devices keep the whole-batch, sync-free path.
+
+    Returns:
+        order (Tensor[B]): the batch in length order; chunks: (image indices, G') in that order.
+    """
+    batch, num_gt = gt_valid.shape
+    lengths = (gt_valid * torch.arange(1, num_gt + 1)).amax(dim=1) if num_gt else torch.zeros(batch, dtype=torch.long)
+    order = lengths.argsort(stable=True)
+    chunks: list[tuple[Tensor, int]] = []
+    start = 0
+    ordered = lengths[order].tolist()
+    for i, width in enumerate(ordered):  # ascending, so image i is its chunk's widest
+        if i > start and (i + 1 - start) * max(width, 1) * num_priors > CPU_CHUNK_ELEMENTS:
+            chunks.append((order[start:i], ordered[i - 1]))
+            start = i
+    chunks.append((order[start:], ordered[-1] if ordered else 0))
+    return order, chunks
 
 
 def _match(priors_xyxy: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,
            iou_threshold: float) -> Match:
     """:func:`match` on one chunk of images, whole-tensor code only."""
     batch, num_gt = gt_labels.shape
+    if num_gt == 0:
+        zeros = torch.zeros(batch, priors_xyxy.shape[0], dtype=torch.int64, device=gt_boxes.device)
+        return Match(zeros, zeros.clone(), zeros.to(gt_boxes.dtype))
     valid = gt_valid & (box_area(gt_boxes) > 0)  # [B,G]
     # A zero box overlaps no prior: padded GT get IoU 0 and can never reach a positive
     # threshold, without a masked pass over the [B,G,P] tensor.

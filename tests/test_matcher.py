@@ -137,10 +137,22 @@ def test_cpu_chunking_gives_the_same_result(monkeypatch):
     priors = generate_priors("mobilenet_ssd300")
     boxes, labels, valid = random_batch(batch=7, num_gt=9, seed=8)
     whole = match(priors, boxes, labels, valid)
-    monkeypatch.setattr(matcher_module, "CPU_CHUNK_ELEMENTS", 2 * 9 * 3000)  # chunks of 2 images
+    monkeypatch.setattr(matcher_module, "CPU_CHUNK_ELEMENTS", 2 * 9 * 3000)  # several chunks
     chunked = match(priors, boxes, labels, valid)
     for field in ("labels", "gt_index", "iou"):
         assert torch.equal(getattr(whole, field), getattr(chunked, field))
+
+
+def test_cpu_chunks_group_images_by_their_last_real_slot(monkeypatch):
+    monkeypatch.setattr(matcher_module, "CPU_CHUNK_ELEMENTS", 1000)
+    valid = torch.zeros(4, 12, dtype=torch.bool)
+    valid[0, [0, 2]] = True    # last real slot 3 (a hole in the middle is kept)
+    valid[2, 9] = True         # last real slot 10
+    valid[3, 0] = True         # last real slot 1; image 1 has none
+    order, chunks = matcher_module._cpu_chunks(valid, num_priors=100)
+    assert order.tolist() == [1, 3, 0, 2]
+    # 3 images x G'=3 x 100 priors fit in 1000 elements; adding the 10-wide image would not.
+    assert [(images.tolist(), width) for images, width in chunks] == [([1, 3, 0], 3), ([2], 10)]
 
 
 def test_invalid_threshold_is_rejected():
