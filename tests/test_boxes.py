@@ -2,6 +2,8 @@ import pytest
 import torch
 import torchvision
 
+from conftest import DEVICES
+
 from repssd.boxes import (box_area, box_iog, box_iou, clip_boxes, cxcywh_to_xyxy, pairwise_iog,
                           xyxy_to_cxcywh)
 
@@ -81,3 +83,10 @@ def test_box_area_and_clip():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_box_iou_keeps_dtype(dtype, random_boxes):
     assert box_iou(random_boxes(3, dtype=dtype), random_boxes(4, seed=1, dtype=dtype)).dtype == dtype
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_box_ops_on_device_equal_cpu(device, random_boxes):
+    a, b = random_boxes(20, seed=8), random_boxes(30, seed=9)
+    assert torch.equal(box_iou(a.to(device), b.to(device)).cpu(), box_iou(a, b))
+    assert torch.equal(box_iog(a.to(device), b[:20].to(device)).cpu(), box_iog(a, b[:20]))

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import DEVICES
 from repssd.boxes import cxcywh_to_xyxy
 from repssd.coder import decode, encode
 from repssd.priors import generate_priors
@@ -62,3 +63,10 @@ def test_leading_batch_dimension(random_boxes):
     assert torch.equal(encode(gt, priors)[1], encode(gt[1], priors))
     loc = torch.randn(2, 3000, 4)
     assert torch.equal(decode(loc, priors)[0], decode(loc[0], priors))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_round_trip_on_device(device, random_boxes):
+    priors = generate_priors("ssd300_voc", device=device)
+    gt = random_boxes(priors.shape[0], seed=14).to(device)
+    torch.testing.assert_close(decode(encode(gt, priors), priors), gt, rtol=0, atol=2e-6)
