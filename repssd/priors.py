@@ -4,7 +4,7 @@ A :class:`PriorSpec` lists, per source feature map, its size, its stride (``step
 pixels, the min/max box sizes in pixels and the extra aspect ratios. ``generate_priors``
 lays the boxes out in ssd.pytorch's order: feature map, then row y, then column x, then
 ``[s_k, sqrt(s_k * s_k_max), (ar, 1/ar) for each ar]``; sizes are over the input size, and
-the boxes are clipped to [0, 1] when ``spec.clip``.
+the boxes are clipped to [0, 1] as ``spec.clip`` says.
 
 P is the number of priors.
 """
@@ -33,7 +33,9 @@ class PriorSpec:
         min_sizes, max_sizes: box sizes in pixels; the extra square box has side
             ``sqrt(min * max)``.
         aspect_ratios: extra ratios per map; each ``ar`` adds boxes ``ar`` and ``1 / ar``.
-        clip: clamp the cxcywh values to [0, 1] (ssd.pytorch and pytorch-ssd both do).
+        clip: what is clamped to [0, 1]: ``"all"`` cxcywh values (ssd.pytorch, pytorch-ssd),
+            ``"wh"`` only the sizes (torchvision's DefaultBoxGenerator, whose centres may lie
+            past 1 on maps whose step does not divide the image), or ``"none"``.
     """
 
     name: str
@@ -43,9 +45,11 @@ class PriorSpec:
     min_sizes: tuple[float, ...]
     max_sizes: tuple[float, ...]
     aspect_ratios: tuple[tuple[float, ...], ...]
-    clip: bool = True
+    clip: str = "all"
 
     def __post_init__(self) -> None:
+        if self.clip not in ("all", "wh", "none"):
+            raise ValueError(f"PriorSpec {self.name!r}: clip must be 'all', 'wh' or 'none', not {self.clip!r}")
         n = len(self.feature_maps)
         lengths = {len(self.steps), len(self.min_sizes), len(self.max_sizes), len(self.aspect_ratios)}
         if lengths != {n}:
@@ -63,9 +67,10 @@ class PriorSpec:
         return sum(f * f * a for f, a in zip(self.feature_maps, self.boxes_per_location))
 
 
-def _spec(name: str, image_size: int, feature_maps, steps, min_sizes, max_sizes, aspect_ratios) -> PriorSpec:
+def _spec(name: str, image_size: int, feature_maps, steps, min_sizes, max_sizes, aspect_ratios,
+          clip: str = "all") -> PriorSpec:
     return PriorSpec(name, image_size, tuple(feature_maps), tuple(steps), tuple(min_sizes),
-                     tuple(max_sizes), tuple(tuple(a) for a in aspect_ratios))
+                     tuple(max_sizes), tuple(tuple(a) for a in aspect_ratios), clip)
 
 
 _AR300 = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
@@ -79,6 +84,10 @@ SPECS: dict[str, PriorSpec] = {s.name: s for s in [
           [60, 111, 162, 213, 264, 315], _AR300),
     _spec("ssd300_coco", 300, _MAPS300, _STEPS300, [21, 45, 99, 153, 207, 261],
           [45, 99, 153, 207, 261, 315], _AR300),
+    # torchvision ssd300_vgg16's DefaultBoxGenerator: the COCO sizes (scales 0.07 .. 1.05), but
+    # only the sizes are clipped, so the last column and row of the 10x10 map centre at 1.0133.
+    _spec("ssd300_torchvision", 300, _MAPS300, _STEPS300, [21, 45, 99, 153, 207, 261],
+          [45, 99, 153, 207, 261, 315], _AR300, clip="wh"),
     # Original Caffe SSD512 (24564 priors).
     _spec("ssd512_voc", 512, _MAPS512, _STEPS512, [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
           [76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6], _AR512),
@@ -130,8 +139,10 @@ def _cached(spec: PriorSpec, device: torch.device, dtype: torch.dtype) -> Tensor
     # Rounding the float64 values straight to float32 is what ssd.pytorch's
     # torch.Tensor(list_of_floats) does, so the values match it bit for bit.
     priors = torch.from_numpy(_generate(spec)).to(torch.float32)
-    if spec.clip:
+    if spec.clip == "all":
         priors = priors.clamp(0.0, 1.0)
+    elif spec.clip == "wh":
+        priors = torch.cat((priors[:, :2], priors[:, 2:].clamp(0.0, 1.0)), dim=1)
     return priors.to(device=device, dtype=dtype)
 
 

@@ -46,7 +46,7 @@ def pytorch_ssd_priors(spec: PriorSpec) -> torch.Tensor:
 
 @pytest.mark.parametrize("name, count", [("ssd300_voc", 8732), ("ssd300_coco", 8732),
                                          ("ssd512_voc", 24564), ("ssd512_coco", 24564),
-                                         ("mobilenet_ssd300", 3000)])
+                                         ("mobilenet_ssd300", 3000), ("ssd300_torchvision", 8732)])
 def test_prior_counts(name, count):
     spec = get_spec(name)
     assert spec.num_priors == count

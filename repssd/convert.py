@@ -1,0 +1,186 @@
+"""Weight import: repssd checkpoints, ssd.pytorch, its ``vgg16_reducedfc.pth`` and torchvision.
+
+``load_weights(model, path)`` reads any of these (always ``torch.load(weights_only=True)``),
+recognises the format from the keys, renames them to repssd's layout and loads them, or raises
+:class:`WeightsError` naming the file and the missing, unexpected or mis-shaped keys.
+
+=================  ==================================================  ======================
+format             keys                                                loads into
+=================  ==================================================  ======================
+repssd             ``backbone.*``, ``extras.*``, ``head.*``             any repssd model
+ssd.pytorch        ``vgg.N``, ``L2Norm.weight``, ``extras.N``,         ``ssd300_vgg16``
+                   ``loc.N``, ``conf.N`` (``ssd300_mAP_77.43_v2.pth``)
+vgg16_reducedfc    ``N.weight`` / ``N.bias`` (ssd.pytorch's base net)   the VGG16 base only
+torchvision        ``backbone.features``, ``backbone.extra``,          ``ssd300_vgg16`` built
+                   ``head.*_head.module_list`` (``ssd300_vgg16``)      with its priors,
+                                                                       ``ssd300_torchvision``
+=================  ==================================================  ======================
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["WeightsError", "load_weights", "read_weights", "convert_state_dict", "detect_format",
+           "infer_num_classes", "from_torchvision"]
+
+StateDict = Mapping[str, Tensor]
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be read or does not fit the model."""
+
+
+def _ssd_pytorch_key(key: str) -> str:
+    if key == "L2Norm.weight":
+        return "backbone.l2norm.weight"
+    if m := re.fullmatch(r"extras\.(\d+)\.(.+)", key):  # flat list -> (1x1, 3x3) pairs
+        index = int(m[1])
+        return f"extras.{index // 2}.{0 if index % 2 == 0 else 2}.{m[2]}"
+    for old, new in (("vgg.", "backbone.features."), ("loc.", "head.loc."), ("conf.", "head.conf.")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def _torchvision_key(key: str) -> str:
+    if key == "backbone.scale_weight":
+        return "backbone.l2norm.weight"
+    if m := re.fullmatch(r"backbone\.extra\.0\.7\.([13])\.(.+)", key):  # fc6 / fc7 -> conv6 / conv7
+        return f"backbone.features.{31 if m[1] == '1' else 33}.{m[2]}"
+    if m := re.fullmatch(r"backbone\.extra\.0\.(\d)\.(.+)", key):  # pool4 .. conv5_3 follow conv4_3
+        return f"backbone.features.{23 + int(m[1])}.{m[2]}"
+    if m := re.fullmatch(r"backbone\.extra\.(\d+)\.(.+)", key):
+        return f"extras.{int(m[1]) - 1}.{m[2]}"
+    for old, new in (("head.regression_head.module_list.", "head.loc."),
+                     ("head.classification_head.module_list.", "head.conf.")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+_RENAMERS: dict[str, Callable[[str], str]] = {
+    "repssd": lambda key: key,
+    "ssd.pytorch": _ssd_pytorch_key,
+    "vgg16_reducedfc": lambda key: "backbone.features." + key,
+    "torchvision": _torchvision_key,
+}
+
+
+def detect_format(state_dict: StateDict) -> str:
+    """Name the layout of ``state_dict``: one of ``repssd``, ``ssd.pytorch``, ``vgg16_reducedfc``,
+    ``torchvision``; raises :class:`WeightsError` for anything else."""
+    keys = list(state_dict)
+    if any(k.startswith("head.classification_head.") for k in keys) or "backbone.scale_weight" in keys:
+        return "torchvision"
+    if any(k.startswith("vgg.") for k in keys) and "L2Norm.weight" in keys:
+        return "ssd.pytorch"
+    if keys and all(re.fullmatch(r"\d+\.(weight|bias)", k) for k in keys):
+        return "vgg16_reducedfc"
+    if any(k.startswith("backbone.") for k in keys) and any(k.startswith("head.") for k in keys):
+        return "repssd"
+    raise WeightsError("unrecognised weights layout; first keys: " + ", ".join(keys[:5]))
+
+
+def convert_state_dict(state_dict: StateDict) -> tuple[dict[str, Tensor], str]:
+    """``state_dict`` in any known layout -> (the same tensors under repssd key names, format)."""
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}  # DataParallel
+    fmt = detect_format(state_dict)
+    rename = _RENAMERS[fmt]
+    return {rename(k): v for k, v in state_dict.items()}, fmt
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
+    """Read a weights file -> (state_dict under repssd key names, source format).
+
+    Accepts a bare state_dict or a checkpoint dict holding one under ``"model"`` or
+    ``"state_dict"``; loads with ``weights_only=True`` onto the CPU.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for corrupt or foreign files
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state_dict of tensors")
+    try:
+        return convert_state_dict(obj)
+    except WeightsError as err:
+        raise WeightsError(f"{path}: {err}") from None
+
+
+def _mismatch_report(expected: StateDict, given: StateDict) -> str:
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(given[k].shape)} (model: {tuple(expected[k].shape)})"
+              for k in expected if k in given and given[k].shape != expected[k].shape]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" ... and {len(items) - 8} more" if len(items) > 8 else ""
+            parts.append(f"{label} ({len(items)}): {', '.join(items[:8])}{more}")
+    return "; ".join(parts)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> str:
+    """Load a weights file of any known format into ``model``; returns the format's name.
+
+    ``vgg16_reducedfc`` weights fill only ``model.backbone.features`` (the rest keeps its
+    initialisation); every other format must cover the whole model exactly.
+    """
+    state, fmt = read_weights(path)
+    expected = model.state_dict()
+    if fmt == "vgg16_reducedfc":
+        expected = {k: v for k, v in expected.items() if k.startswith("backbone.features.")}
+    report = _mismatch_report(expected, state)
+    if report:
+        name = getattr(model, "spec", None)
+        raise WeightsError(f"{path}: {fmt} weights do not fit this model"
+                           f"{f' ({name.name} priors)' if name else ''}: {report}")
+    spec = getattr(model, "spec", None)
+    if fmt == "torchvision" and spec is not None and spec.name != "ssd300_torchvision":
+        warnings.warn(f"{path}: torchvision's ssd300_vgg16 was trained with the 'ssd300_torchvision' priors, "
+                      f"this model uses {spec.name!r}; build it with spec='ssd300_torchvision' to keep its "
+                      "detections")
+    model.load_state_dict(state, strict=fmt != "vgg16_reducedfc")
+    return fmt
+
+
+def infer_num_classes(state_dict: StateDict, boxes_per_location: tuple[int, ...]) -> int:
+    """C (background included) from a repssd-keyed state_dict's first classification layer."""
+    convs = [v for k, v in state_dict.items() if k.startswith("head.conf.0.") and k.endswith("weight") and v.ndim == 4]
+    if not convs:
+        raise WeightsError("no classification head (head.conf.0.*) in these weights")
+    channels = convs[-1].shape[0]
+    if channels % boxes_per_location[0]:
+        raise WeightsError(f"classification head has {channels} channels, not a multiple of "
+                           f"{boxes_per_location[0]} boxes per location")
+    return channels // boxes_per_location[0]
+
+
+def from_torchvision(state_dict: StateDict) -> nn.Module:
+    """A repssd ``ssd300_vgg16`` with ``ssd300_torchvision`` priors (torchvision's
+    DefaultBoxGenerator) holding the weights of a torchvision ``ssd300_vgg16`` ``state_dict``."""
+    from .models import build_model
+    from .priors import get_spec
+
+    state, fmt = convert_state_dict(state_dict)
+    if fmt != "torchvision":
+        raise WeightsError(f"expected torchvision ssd300_vgg16 weights, got the {fmt} layout")
+    spec = get_spec("ssd300_torchvision")
+    model = build_model("ssd300_vgg16", infer_num_classes(state, spec.boxes_per_location), spec=spec)
+    model.load_state_dict(state)
+    return model

@@ -1,0 +1,61 @@
+"""``Detector(model).predict(images)``: images of any size in, pixel boxes out."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .postprocess import Detections, detect
+
+__all__ = ["Detector"]
+
+
+class Detector:
+    """Run an SSD on RGB images and return detections in each image's own pixel coordinates.
+
+    Args:
+        model: a repssd :class:`~repssd.models.SSD`; put in eval mode on ``device``.
+        device: where to run (default: the model's device).
+        batch_size: images per forward pass.
+        detect_options: passed to :func:`repssd.postprocess.detect` (``conf_thresh``,
+            ``nms_thresh``, ``top_k``, ``method``, ...).
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device | str | None = None, batch_size: int = 8,
+                 **detect_options) -> None:
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.detect_options = detect_options
+
+    def _batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """HxWx3 uint8 RGB arrays -> ``Tensor[B, 3, S, S]`` uint8, resized to the model input."""
+        size = self.model.image_size
+        resized = []
+        for i, image in enumerate(images):
+            if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+                raise ValueError(f"image {i}: expected an HxWx3 RGB array, got "
+                                 f"{getattr(image, 'shape', type(image).__name__)}")
+            resized.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR))
+        return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).to(self.device)
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect objects in ``images`` (HxWx3 uint8 RGB arrays of any sizes).
+
+        Returns:
+            One :class:`Detections` per image: xyxy boxes in that image's pixels, scores,
+            labels in 1..C-1, best first.
+        """
+        results: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            loc, conf = self.model(self.model.preprocess(self._batch(chunk)))
+            for image, det in zip(chunk, detect(loc, conf, self.model.priors, **self.detect_options)):
+                height, width = image.shape[:2]
+                scale = det.boxes.new_tensor([width, height, width, height])
+                results.append(Detections(det.boxes * scale, det.scores, det.labels).to("cpu"))
+        return results
