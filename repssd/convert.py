@@ -146,17 +146,26 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
     if fmt == "vgg16_reducedfc":
         expected = {k: v for k, v in expected.items() if k.startswith("backbone.features.")}
     report = _mismatch_report(expected, state)
-    if report:
-        name = getattr(model, "spec", None)
-        raise WeightsError(f"{path}: {fmt} weights do not fit this model"
-                           f"{f' ({name.name} priors)' if name else ''}: {report}")
     spec = getattr(model, "spec", None)
+    if report:
+        raise WeightsError(f"{path}: {fmt} weights do not fit this model{_classes_hint(model, state)}: {report}")
     if fmt == "torchvision" and spec is not None and spec.name != "ssd300_torchvision":
         warnings.warn(f"{path}: torchvision's ssd300_vgg16 was trained with the 'ssd300_torchvision' priors, "
                       f"this model uses {spec.name!r}; build it with spec='ssd300_torchvision' to keep its "
                       "detections")
     model.load_state_dict(state, strict=fmt != "vgg16_reducedfc")
     return fmt
+
+
+def _classes_hint(model: nn.Module, state: StateDict) -> str:
+    """`` (weights for 21 classes, model has 5)`` when the classification heads disagree."""
+    spec = getattr(model, "spec", None)
+    try:
+        theirs = infer_num_classes(state, spec.boxes_per_location) if spec is not None else None
+    except WeightsError:
+        return ""
+    ours = getattr(model, "num_classes", None)
+    return f" (weights for {theirs} classes, model has {ours})" if theirs not in (None, ours) else ""
 
 
 def infer_num_classes(state_dict: StateDict, boxes_per_location: tuple[int, ...]) -> int:

@@ -126,7 +126,8 @@ def test_repssd_checkpoint_round_trip(tmp_path):
 def test_wrong_number_of_classes_names_the_mismatched_keys(tmp_path, reference):
     path = tmp_path / "voc.pth"
     torch.save(reference.state_dict(), path)
-    with pytest.raises(WeightsError, match=r"voc\.pth.*shape mismatches \(12\): head\.conf\.0\.weight \(84, 512, 3, 3\)"):
+    with pytest.raises(WeightsError, match=r"voc\.pth: ssd\.pytorch weights do not fit this model \(weights for "
+                       r"21 classes, model has 5\): shape mismatches \(12\): head\.conf\.0\.weight \(84, 512, 3, 3\)"):
         load_weights(build_model("ssd300_vgg16", 5), path)
 
 

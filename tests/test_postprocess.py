@@ -1,0 +1,152 @@
+"""detect() against a per-image, per-class loop of torchvision.ops.nms (ssd.pytorch's Detect
+with torchvision's candidate count) and a plain-Python Soft-NMS."""
+import math
+
+import pytest
+import torch
+from torchvision.ops import nms
+
+from repssd.boxes import box_iou, xyxy_to_cxcywh
+from repssd.coder import decode
+from repssd.postprocess import detect
+from repssd.priors import generate_priors
+
+from conftest import DEVICES
+
+
+def reference_detect(loc, conf, priors, conf_thresh=0.01, nms_thresh=0.45, top_k=200, candidates=400):
+    boxes = decode(loc, priors).clamp(0, 1)
+    probs = conf.softmax(-1)
+    results = []
+    for b in range(loc.shape[0]):
+        found = []
+        for c in range(1, conf.shape[2]):
+            top = probs[b, :, c].topk(min(candidates, priors.shape[0]))
+            above = top.values > conf_thresh
+            cls_boxes, cls_scores = boxes[b, top.indices[above]], top.values[above]
+            for i in nms(cls_boxes, cls_scores, nms_thresh).tolist():
+                found.append((cls_scores[i].item(), c, cls_boxes[i].tolist()))
+        found.sort(key=lambda d: (-d[0], d[1]))
+        results.append(found[:top_k])
+    return results
+
+
+def reference_soft_nms(boxes, scores, conf_thresh, nms_thresh, sigma, gaussian):
+    alive = [i for i in range(len(scores)) if scores[i] > conf_thresh]
+    scores = scores.clone()
+    kept = []
+    while alive:
+        best = max(alive, key=lambda i: scores[i].item())
+        alive.remove(best)
+        kept.append((scores[best].item(), boxes[best].tolist()))
+        for j in list(alive):
+            iou = box_iou(boxes[best][None], boxes[j][None]).item()
+            decay = math.exp(-iou * iou / sigma) if gaussian else (1 - iou if iou > nms_thresh else 1.0)
+            scores[j] *= decay
+            if scores[j] <= conf_thresh:
+                alive.remove(j)
+    return kept
+
+
+def random_outputs(batch, num_priors_spec="mobilenet_ssd300", num_classes=4, seed=0, sharpness=2.0):
+    g = torch.Generator().manual_seed(seed)
+    priors = generate_priors(num_priors_spec)
+    loc = torch.randn(batch, priors.shape[0], 4, generator=g) * 0.5
+    conf = torch.randn(batch, priors.shape[0], num_classes, generator=g) * sharpness
+    return loc, conf, priors
+
+
+def as_tuples(det):
+    return sorted(zip(det.scores.tolist(), det.labels.tolist(), det.boxes.tolist()), key=lambda d: (-d[0], d[1]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nms_equals_per_image_per_class_reference(seed):
+    loc, conf, priors = random_outputs(3, seed=seed)
+    got = detect(loc, conf, priors, conf_thresh=0.05, top_k=150, candidates=300)
+    expected = reference_detect(loc, conf, priors, conf_thresh=0.05, top_k=150, candidates=300)
+    for det, exp in zip(got, expected):
+        assert len(det) == len(exp) > 0
+        ours = as_tuples(det)
+        assert [d[1] for d in ours] == [d[1] for d in exp]
+        torch.testing.assert_close(torch.tensor([d[0] for d in ours]), torch.tensor([d[0] for d in exp]))
+        torch.testing.assert_close(torch.tensor([d[2] for d in ours]), torch.tensor([d[2] for d in exp]))
+        assert det.scores.tolist() == sorted(det.scores.tolist(), reverse=True)
+
+
+def test_batched_equals_one_image_at_a_time():
+    loc, conf, priors = random_outputs(4, seed=7)
+    together = detect(loc, conf, priors)
+    for b in range(4):
+        alone = detect(loc[b:b + 1], conf[b:b + 1], priors)[0]
+        assert torch.equal(together[b].scores, alone.scores) and torch.equal(together[b].labels, alone.labels)
+
+
+def hand_outputs(boxes_xyxy, class_probs):
+    """Priors placed exactly on the wanted boxes, loc 0, and logits giving those probabilities."""
+    priors = xyxy_to_cxcywh(torch.tensor(boxes_xyxy))
+    probs = torch.tensor(class_probs)
+    conf = torch.log(probs.clamp(min=1e-9))
+    return torch.zeros(1, len(priors), 4), conf[None], priors
+
+
+def test_hand_case_overlap_suppresses_only_within_a_class():
+    boxes = [[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5], [0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]
+    probs = [[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.0, 0.7], [0.4, 0.6, 0.0]]
+    det = detect(*hand_outputs(boxes, probs))[0]
+    # Box 1 (IoU 0.9 with box 0, same class) is suppressed; box 2 has another class; box 3 is apart.
+    assert det.labels.tolist() == [1, 2, 1]
+    torch.testing.assert_close(det.scores, torch.tensor([0.9, 0.7, 0.6]))
+    torch.testing.assert_close(det.boxes[2], torch.tensor([0.6, 0.6, 0.9, 0.9]))
+
+
+@pytest.mark.parametrize("method", ["soft-linear", "soft-gaussian"])
+def test_soft_nms_equals_plain_python_reference(method):
+    loc, conf, priors = random_outputs(2, seed=3, num_classes=3)
+    got = detect(loc, conf, priors, method=method, conf_thresh=0.05, nms_thresh=0.3, candidates=60, top_k=1000)
+    boxes = decode(loc, priors).clamp(0, 1)
+    probs = conf.softmax(-1)
+    for b in range(2):
+        expected = []
+        for c in (1, 2):
+            top = probs[b, :, c].topk(60)
+            kept = reference_soft_nms(boxes[b, top.indices], top.values, 0.05, 0.3, 0.5, method == "soft-gaussian")
+            expected += [(s, c, box) for s, box in kept]
+        expected.sort(key=lambda d: (-d[0], d[1]))
+        ours = as_tuples(got[b])
+        assert len(ours) == len(expected)
+        torch.testing.assert_close(torch.tensor([d[0] for d in ours]), torch.tensor([d[0] for d in expected]))
+        assert [d[1] for d in ours] == [d[1] for d in expected]
+
+
+def test_soft_nms_keeps_overlapping_boxes_with_decayed_scores():
+    boxes = [[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5]]
+    outputs = hand_outputs(boxes, [[0.1, 0.9], [0.2, 0.8]])
+    iou = box_iou(torch.tensor(boxes[:1]), torch.tensor(boxes[1:])).item()
+    hard = detect(*outputs)[0]
+    linear = detect(*outputs, method="soft-linear")[0]
+    gaussian = detect(*outputs, method="soft-gaussian", sigma=0.5)[0]
+    assert len(hard) == 1 and len(linear) == 2 and len(gaussian) == 2
+    torch.testing.assert_close(linear.scores[1], torch.tensor(0.8 * (1 - iou)))
+    torch.testing.assert_close(gaussian.scores[1], torch.tensor(0.8 * math.exp(-iou ** 2 / 0.5)))
+
+
+def test_top_k_cap_threshold_and_empty_images():
+    loc, conf, priors = random_outputs(3, seed=1)
+    conf[1, :, 0] = 30.0  # image 1: background everywhere
+    dets = detect(loc, conf, priors, top_k=7)
+    assert [len(d) for d in dets] == [7, 0, 7]
+    assert dets[1].boxes.shape == (0, 4) and dets[1].labels.dtype == torch.int64
+    assert all((d.scores > 0.01).all() for d in dets)
+    with pytest.raises(ValueError, match="soft-linear"):
+        detect(loc, conf, priors, method="greedy")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_equals_cpu(device):
+    loc, conf, priors = random_outputs(2, seed=9)
+    cpu = detect(loc, conf, priors)
+    dev = detect(loc.to(device), conf.to(device), priors.to(device))
+    for a, b in zip(cpu, dev):
+        torch.testing.assert_close(a.scores, b.scores.cpu())
+        assert torch.equal(a.labels, b.labels.cpu())
