@@ -18,6 +18,7 @@ torchvision        ``backbone.features``, ``backbone.extra``,          ``ssd300_
 """
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["WeightsError", "load_weights", "read_weights", "convert_state_dict", "detect_format",
-           "infer_num_classes", "from_torchvision"]
+           "infer_num_classes", "from_torchvision", "load_model"]
 
 StateDict = Mapping[str, Tensor]
 
@@ -142,6 +143,11 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
     initialisation); every other format must cover the whole model exactly.
     """
     state, fmt = read_weights(path)
+    _load_state(model, state, fmt, path)
+    return fmt
+
+
+def _load_state(model: nn.Module, state: StateDict, fmt: str, path: str | Path) -> None:
     expected = model.state_dict()
     if fmt == "vgg16_reducedfc":
         expected = {k: v for k, v in expected.items() if k.startswith("backbone.features.")}
@@ -154,7 +160,49 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
                       f"this model uses {spec.name!r}; build it with spec='ssd300_torchvision' to keep its "
                       "detections")
     model.load_state_dict(state, strict=fmt != "vgg16_reducedfc")
-    return fmt
+
+
+def _config_beside(path: Path) -> dict:
+    """The training config saved with a checkpoint: ``DIR/config.json`` for ``DIR/checkpoints/x.pth``
+    or ``DIR/x.pth``; empty when there is none."""
+    for folder in (path.parent, path.parent.parent):
+        config = folder / "config.json"
+        if config.is_file():
+            try:
+                return json.loads(config.read_text())
+            except (OSError, ValueError) as err:
+                raise WeightsError(f"{config}: unreadable training config ({err})") from None
+    return {}
+
+
+def load_model(path: str | Path, name: str | None = None, spec: str | None = None, **options) -> tuple[nn.Module, dict]:
+    """Build the model a weights file is for and load it.
+
+    The architecture is ``name``, else the ``model`` of the training config saved beside the
+    checkpoint, else ``ssd300_vgg16`` for ssd.pytorch and torchvision weights; the number of
+    classes is read off the classification head.
+
+    Returns:
+        (model in eval mode, the training config beside the checkpoint or ``{}``).
+    """
+    from .models import MODELS, build_model
+    from .priors import get_spec
+
+    path = Path(path)
+    state, fmt = read_weights(path)
+    if fmt == "vgg16_reducedfc":
+        raise WeightsError(f"{path}: VGG16 base-net weights have no detection head; start training from them instead")
+    config = _config_beside(path)
+    name = name or config.get("model") or ("ssd300_vgg16" if fmt in ("ssd.pytorch", "torchvision") else None)
+    if name is None:
+        raise WeightsError(f"{path}: cannot tell the architecture; pass the model name (one of {', '.join(MODELS)})")
+    if name not in MODELS:
+        raise WeightsError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    spec = spec or config.get("prior_spec") or ("ssd300_torchvision" if fmt == "torchvision" else MODELS[name][1])
+    options = {**config.get("model_options", {}), **options}
+    model = build_model(name, infer_num_classes(state, get_spec(spec).boxes_per_location), spec=spec, **options)
+    _load_state(model, state, fmt, path)
+    return model.eval(), config
 
 
 def _classes_hint(model: nn.Module, state: StateDict) -> str:

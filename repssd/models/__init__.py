@@ -46,4 +46,6 @@ def build_model(name: str, num_classes: int, spec: PriorSpec | str | None = None
         raise ValueError(f"num_classes counts background too and must be >= 2, got {num_classes}")
     builder, default_spec = MODELS[name]
     spec = get_spec(spec or default_spec) if not isinstance(spec, PriorSpec) else spec
-    return builder(spec, num_classes, **options)
+    model = builder(spec, num_classes, **options)
+    model.arch = name
+    return model

@@ -1,0 +1,150 @@
+"""Run a trained SSD on images, folders, videos or a camera; draw and save the detections.
+
+    python detect.py --weights runs/demo/checkpoints/last.pth INPUT... [--output-dir DIR]
+    python detect.py --weights ssd300_mAP_77.43_v2.pth --model ssd300_vgg16 photos/ clip.mp4 0
+
+Writes DIR/<input>.jpg (annotated image), DIR/<input>.mp4 (annotated video) and
+DIR/detections.json (pixel xyxy boxes, scores, labels and class names per input).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import torch
+
+from repssd.convert import WeightsError, load_model
+from repssd.data import VOC_CLASSES
+from repssd.detector import Detector
+from repssd.inputs import InputError, Source, expand_inputs, read_image_rgb, video_frames
+from repssd.models import MODELS
+from repssd.postprocess import METHODS, Detections
+from repssd.visualize import draw_detections, label_name
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, video files or camera indices")
+    parser.add_argument("--weights", required=True, type=Path, help="checkpoint or weights file (.pth)")
+    parser.add_argument("--model", choices=list(MODELS), help="architecture (default: from the training config)")
+    parser.add_argument("--labels", type=Path, help="class names, one per line, background excluded")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/detect"))
+    parser.add_argument("--conf-thresh", type=float, default=0.3, help="minimum score to keep and draw")
+    parser.add_argument("--nms", type=float, default=0.45, help="NMS IoU threshold")
+    parser.add_argument("--method", choices=METHODS, default="nms")
+    parser.add_argument("--top-k", type=int, default=200, help="detections kept per image")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-frames", type=int, help="stop videos and cameras after this many frames")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser.parse_args(argv)
+
+
+def class_names(opts: argparse.Namespace, config: dict, num_classes: int) -> list[str] | None:
+    if opts.labels:
+        if not opts.labels.is_file():
+            raise InputError(f"{opts.labels}: no such labels file")
+        names = [line.strip() for line in opts.labels.read_text().splitlines() if line.strip()]
+        if len(names) != num_classes - 1:
+            raise InputError(f"{opts.labels}: {len(names)} names, but the model has {num_classes - 1} classes")
+        return names
+    if config.get("class_names"):
+        return list(config["class_names"])
+    return list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) + 1 else None
+
+
+def to_json(det: Detections, names: list[str] | None) -> list[dict]:
+    return [{"box": [round(v, 2) for v in box], "score": round(score, 5), "label": label,
+             "name": label_name(label, names)}
+            for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist())]
+
+
+class Runner:
+    """Runs the detector over sources and writes annotated media plus the JSON record."""
+
+    def __init__(self, detector: Detector, names: list[str] | None, opts: argparse.Namespace) -> None:
+        self.detector, self.names, self.opts = detector, names, opts
+        self.records: dict[str, object] = {}
+        self.used: set[str] = set()
+
+    def output_path(self, source: Source, suffix: str) -> Path:
+        stem, n = source.name, 1
+        while stem + suffix in self.used:
+            stem, n = f"{source.name}_{n}", n + 1
+        self.used.add(stem + suffix)
+        return self.opts.output_dir / (stem + suffix)
+
+    def images(self, sources: list[Source]) -> list[str]:
+        errors = []
+        for start in range(0, len(sources), self.opts.batch_size):
+            batch = []
+            for source in sources[start:start + self.opts.batch_size]:
+                try:
+                    batch.append((source, read_image_rgb(source.target)))
+                except InputError as err:
+                    errors.append(str(err))
+            for (source, image), det in zip(batch, self.detector.predict([image for _, image in batch])):
+                drawn = draw_detections(image, det, self.names)
+                cv2.imwrite(str(self.output_path(source, ".jpg")), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                self.records[source.target] = to_json(det, self.names)
+        return errors
+
+    def video(self, source: Source) -> None:
+        frames, fps, size = video_frames(source, self.opts.max_frames)
+        writer = cv2.VideoWriter(str(self.output_path(source, ".mp4")), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        per_frame, batch = [], []
+        try:
+            for frame in frames:
+                batch.append(frame)
+                if len(batch) == self.opts.batch_size:
+                    per_frame += self._frames(batch, writer)
+                    batch = []
+            per_frame += self._frames(batch, writer)
+        finally:
+            writer.release()
+        if not per_frame:
+            raise InputError(f"{source.target}: no frames could be read")
+        self.records[source.target] = [{"frame": i, "detections": d} for i, d in enumerate(per_frame)]
+
+    def _frames(self, frames: list, writer: cv2.VideoWriter) -> list[list[dict]]:
+        if not frames:
+            return []
+        out = []
+        for frame, det in zip(frames, self.detector.predict(frames)):
+            writer.write(cv2.cvtColor(draw_detections(frame, det, self.names), cv2.COLOR_RGB2BGR))
+            out.append(to_json(det, self.names))
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        model, config = load_model(opts.weights, opts.model)
+        names = class_names(opts, config, model.num_classes)
+    except (WeightsError, InputError) as err:
+        print(f"detect.py: {err}", file=sys.stderr)
+        return 2
+    sources, errors = expand_inputs(opts.inputs)
+    opts.output_dir.mkdir(parents=True, exist_ok=True)
+    detector = Detector(model, device=opts.device, batch_size=opts.batch_size, conf_thresh=opts.conf_thresh,
+                        nms_thresh=opts.nms, top_k=opts.top_k, method=opts.method)
+    runner = Runner(detector, names, opts)
+    errors += runner.images([s for s in sources if s.kind == "image"])
+    for source in (s for s in sources if s.kind != "image"):
+        try:
+            runner.video(source)
+        except InputError as err:
+            errors.append(str(err))
+    for line in errors:
+        print(f"detect.py: {line}", file=sys.stderr)
+    (opts.output_dir / "detections.json").write_text(json.dumps(
+        {"weights": str(opts.weights), "model": model.arch, "detections": runner.records}, indent=1))
+    print(f"{len(runner.records)} of {len(runner.records) + len(errors)} inputs done; "
+          f"results in {opts.output_dir}/ (detections.json)")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
