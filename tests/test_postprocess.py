@@ -74,6 +74,33 @@ def test_nms_equals_per_image_per_class_reference(seed):
         assert det.scores.tolist() == sorted(det.scores.tolist(), reverse=True)
 
 
+@pytest.mark.parametrize("top_k", [1, 3, 40])
+def test_small_top_k_equals_reference(top_k):
+    loc, conf, priors = random_outputs(2, seed=11)
+    got = detect(loc, conf, priors, top_k=top_k)
+    for det, exp in zip(got, reference_detect(loc, conf, priors, top_k=top_k)):
+        assert [d[1] for d in as_tuples(det)] == [d[1] for d in exp]
+        torch.testing.assert_close(det.scores, torch.tensor([d[0] for d in exp]))
+
+
+def test_candidates_beyond_the_first_pass_are_reached_when_needed():
+    # 30 copies of one box (each suppresses the rest) outscore a lone box elsewhere: the first
+    # pass over the 5 * top_k = 10 best keeps just one, so the lone box needs the second pass.
+    boxes = [[0.1, 0.1, 0.4, 0.4]] * 30 + [[0.6, 0.6, 0.9, 0.9]]
+    probs = [[1 - p, p] for p in torch.linspace(0.9, 0.6, 30).tolist()] + [[0.5, 0.5]]
+    det = detect(*hand_outputs(boxes, probs), top_k=2)[0]
+    torch.testing.assert_close(det.scores, torch.tensor([0.9, 0.5]))
+    torch.testing.assert_close(det.boxes[1], torch.tensor([0.6, 0.6, 0.9, 0.9]))
+
+
+def test_per_class_candidate_cap_applies_before_nms():
+    # Class 1 has 5 disjoint boxes; with candidates=3 only its 3 best may be detected.
+    boxes = [[0.2 * i, 0.0, 0.2 * i + 0.1, 0.1] for i in range(5)]
+    probs = [[0.5 - 0.05 * i, 0.5 + 0.05 * i] for i in range(5)]
+    det = detect(*hand_outputs(boxes, probs), candidates=3)[0]
+    torch.testing.assert_close(det.scores, torch.tensor([0.7, 0.65, 0.6]))
+
+
 def test_batched_equals_one_image_at_a_time():
     loc, conf, priors = random_outputs(4, seed=7)
     together = detect(loc, conf, priors)
