@@ -47,7 +47,7 @@ class L2Norm(nn.Module):
         self.weight = nn.Parameter(torch.full((channels,), float(scale)))
 
     def forward(self, x: Tensor) -> Tensor:
-        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True) + self.eps  # one fused pass
         return self.weight.view(1, -1, 1, 1) * (x / norm)
 
 
