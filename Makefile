@@ -31,6 +31,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_matcher.py
+	$(PY) benchmarks/bench_postprocess.py
+	$(PY) benchmarks/bench_inference.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
