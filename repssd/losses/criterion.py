@@ -1,0 +1,115 @@
+"""``Criterion``: match once, run every loss term on the shared context, weight the total."""
+from __future__ import annotations
+
+import inspect
+
+from torch import Tensor, nn
+
+from ..coder import VARIANCES
+from ..matcher import match
+from .base import TERMS, LossContext, LossTerm
+
+__all__ = ["Criterion", "build_criterion", "parse_weights"]
+
+
+class Criterion(nn.Module):
+    """Weighted sum of loss terms over one matching of priors to ground truth.
+
+    Args:
+        terms: the terms, in spec order.
+        weights: weight per output name; outputs without one are returned but not summed.
+        iou_threshold: the matching threshold (SSD: 0.5).
+    """
+
+    def __init__(self, terms: list[LossTerm], weights: dict[str, float], iou_threshold: float = 0.5,
+                 variances: tuple[float, float] = VARIANCES) -> None:
+        super().__init__()
+        self.terms = nn.ModuleList(terms)
+        self.weights = dict(weights)
+        self.iou_threshold = iou_threshold
+        self.variances = variances
+
+    def forward(self, loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+                gt_valid: Tensor) -> dict[str, Tensor]:
+        """Args as in :class:`~repssd.losses.base.LossContext`; returns every term's named
+        scalars plus ``"loss"``, the weighted total."""
+        if gt_boxes.shape[1] == 0:  # no GT slot at all: one padded slot keeps every gather valid
+            gt_boxes, gt_labels = gt_boxes.new_zeros(len(gt_boxes), 1, 4), gt_labels.new_zeros(len(gt_labels), 1)
+            gt_valid = gt_valid.new_zeros(len(gt_valid), 1)
+        result = match(priors_cxcywh, gt_boxes, gt_labels, gt_valid, self.iou_threshold)
+        ctx = LossContext(loc, conf, priors_cxcywh.to(loc), gt_boxes.to(loc), gt_labels, gt_valid, result,
+                          LossContext.count_positives(result), self.variances)
+        outputs: dict[str, Tensor] = {}
+        for term in self.terms:
+            outputs.update(term(ctx))
+        outputs["loss"] = sum(weight * outputs[name] for name, weight in self.weights.items())
+        return outputs
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}, iou_threshold={self.iou_threshold}"
+
+
+def _option_owners() -> dict[str, str]:
+    """Option name -> the registered term whose constructor takes it."""
+    owners = {}
+    for name, cls in TERMS.items():
+        for param in list(inspect.signature(cls.__init__).parameters)[1:]:
+            owners[param] = name
+    return owners
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"repgt=0.5,repbox=0.5"`` -> ``{"repgt": 0.5, "repbox": 0.5}`` (ValueError naming the bad part)."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"bad loss weight {part!r}: expected name=number, e.g. repgt=0.5") from None
+        if not sep:
+            raise ValueError(f"bad loss weight {part!r}: expected name=number, e.g. repgt=0.5")
+    return weights
+
+
+def build_criterion(spec: str = "multibox", weights: dict[str, float] | None = None, iou_threshold: float = 0.5,
+                    **options) -> Criterion:
+    """Build a :class:`Criterion` from a spec such as ``"multibox+repgt+repbox"``.
+
+    Args:
+        spec: registered term names joined by ``+``.
+        weights: per-output weights overriding the terms' defaults (``loc``, ``conf``: 1;
+            ``repgt``, ``repbox``: 0.5); 0 logs an output without training on it.
+        iou_threshold: the matching threshold shared by all terms.
+        options: term options, each routed to the term that takes it (e.g. ``neg_pos_ratio``,
+            ``repgt_target``, ``repbox_sigma``).
+
+    Unknown or repeated term names, and weights or options for terms not in the spec, raise a
+    ``ValueError`` that lists what is known.
+    """
+    names = [n.strip() for n in spec.split("+")]
+    known = ", ".join(TERMS)
+    for name in names:
+        if name not in TERMS:
+            raise ValueError(f"unknown loss term {name!r} in {spec!r}; known terms: {known}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"loss spec {spec!r} names a term twice")
+    owners = _option_owners()
+    per_term: dict[str, dict] = {name: {} for name in names}
+    for option, value in options.items():
+        owner = owners.get(option)
+        if owner is None:
+            raise ValueError(f"unknown loss option {option!r}; known options: {', '.join(sorted(owners))}")
+        if owner not in per_term:
+            raise ValueError(f"option {option!r} is for loss term {owner!r}, which is not in {spec!r}")
+        per_term[owner][option] = value
+    terms = [TERMS[name](**per_term[name]) for name in names]
+    outputs = {out: name for name, term in zip(names, terms) for out in term.outputs}
+    merged = {out: w for term in terms for out, w in term.default_weights.items()}
+    for out, w in (weights or {}).items():
+        if out not in outputs:
+            all_outputs = {o: n for n, cls in TERMS.items() for o in cls.outputs}
+            hint = f" (an output of {all_outputs[out]!r}, not in {spec!r})" if out in all_outputs else ""
+            raise ValueError(f"loss weight for unknown output {out!r}{hint}; outputs of {spec!r}: {', '.join(outputs)}")
+        merged[out] = float(w)
+    return Criterion(terms, merged, iou_threshold=iou_threshold)

@@ -1,0 +1,108 @@
+"""Repulsion Loss terms (Wang et al., CVPR 2018, arXiv 1711.07752), on SSD's positive priors.
+
+RepGT (Eq. 3-4) pushes each prediction away from the ground truth it is not assigned to:
+
+    L_RepGT = sum_{P in P+} Smooth_ln(IoG(B^P, G_Rep^P)) / |P+|,
+    G_Rep^P = argmax_{G != G_Attr^P} IoU(G, P)
+
+RepBox (Eq. 6) pushes apart predictions assigned to different ground truth:
+
+    L_RepBox = sum_{i != j} Smooth_ln(IoU(B^Pi, B^Pj)) / (sum_{i != j} 1[IoU(B^Pi, B^Pj) > 0] + eps)
+
+B^P are the decoded predicted boxes of positive priors P. Both terms work on the K best-matched
+positives of each image (``LossContext.positives``), so every shape is static; they are exact
+for images with at most K positives.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..boxes import box_iog, box_iou
+from .base import LossContext, LossTerm, register, smooth_ln
+
+__all__ = ["RepGTLoss", "RepBoxLoss"]
+
+
+@register("repgt")
+class RepGTLoss(LossTerm):
+    """Outputs ``repgt``; default weight alpha = 0.5 (paper, Table 2).
+
+    Options:
+        repgt_target: ``"prior"``: G_Rep is the other GT of highest IoU with the prior (the
+            paper's proposal); ``"pred"``: with the detached decoded prediction, as
+            bailvwangzi/repulsion_loss_ssd does.
+        repgt_same_class: only GT of the positive's own class can be G_Rep (default True).
+        repgt_sigma: Smooth_ln's sigma (1.0: ``-ln(1 - IoG)``).
+        repgt_max_positives: K, positives per image considered (exact below it).
+
+    A positive with no other candidate GT overlapping its prior (or prediction) contributes 0;
+    it is never repelled from its own GT (unlike repulsion_loss_ssd). |P+| is the batch's
+    positive count shared with MultiBox.
+    """
+
+    outputs = ("repgt",)
+    default_weights = {"repgt": 0.5}
+
+    def __init__(self, repgt_target: str = "prior", repgt_same_class: bool = True, repgt_sigma: float = 1.0,
+                 repgt_max_positives: int = 1024) -> None:
+        super().__init__()
+        if repgt_target not in ("prior", "pred"):
+            raise ValueError(f"repgt_target must be 'prior' or 'pred', got {repgt_target!r}")
+        self.target, self.same_class, self.sigma, self.max_positives = (
+            repgt_target, repgt_same_class, repgt_sigma, repgt_max_positives)
+
+    def forward(self, ctx: LossContext) -> dict[str, Tensor]:
+        pos = ctx.positives(self.max_positives)
+        pred = pos.gather(ctx.pred_boxes)  # [B,K,4]
+        assigned = pos.gather(ctx.match.gt_index)  # [B,K]
+        if self.target == "prior":
+            reference = ctx.priors_xyxy.index_select(0, pos.index.flatten()).view(*pos.index.shape, 4)  # [B,K,4]
+        else:
+            reference = pred.detach()
+        overlap = box_iou(reference, ctx.gt_boxes)  # [B,K,G]
+        slots = torch.arange(ctx.gt_boxes.shape[1], device=assigned.device)  # [G]
+        candidate = ctx.gt_valid.unsqueeze(1) & (slots != assigned.unsqueeze(-1))  # [B,K,G]
+        if self.same_class:
+            label = pos.gather(ctx.match.labels)  # [B,K]
+            candidate &= ctx.gt_labels.unsqueeze(1) == label.unsqueeze(-1)  # [B,K,G]
+        rep_iou, rep_index = overlap.masked_fill(~candidate, -1.0).max(dim=-1)  # [B,K]
+        has_rep = pos.valid & (rep_iou > 0)  # [B,K]
+        rep_box = ctx.gt_boxes.gather(1, rep_index.unsqueeze(-1).expand(-1, -1, 4))  # [B,K,4]
+        loss = (smooth_ln(box_iog(pred, rep_box), self.sigma) * has_rep).sum()
+        return {"repgt": loss / ctx.num_pos}
+
+
+@register("repbox")
+class RepBoxLoss(LossTerm):
+    """Outputs ``repbox``; default weight beta = 0.5 (paper, Table 2).
+
+    Options:
+        repbox_sigma: Smooth_ln's sigma (0.0: the IoU itself).
+        repbox_max_positives: K, positives per image paired (K x K pairs; exact below it).
+        repbox_eps: the denominator's epsilon.
+
+    Pairs are the positives of one image assigned to different GT; each unordered pair counts
+    once in both sums (the ordered sums of Eq. 6 are twice both, the ratio is the same). The
+    denominator counts pairs over the whole batch.
+    """
+
+    outputs = ("repbox",)
+    default_weights = {"repbox": 0.5}
+
+    def __init__(self, repbox_sigma: float = 0.0, repbox_max_positives: int = 256, repbox_eps: float = 1e-8) -> None:
+        super().__init__()
+        self.sigma, self.max_positives, self.eps = repbox_sigma, repbox_max_positives, repbox_eps
+
+    def forward(self, ctx: LossContext) -> dict[str, Tensor]:
+        pos = ctx.positives(self.max_positives)
+        pred = pos.gather(ctx.pred_boxes)  # [B,K,4]
+        assigned = pos.gather(ctx.match.gt_index)  # [B,K]
+        k = assigned.shape[1]
+        upper = torch.ones(k, k, dtype=torch.bool, device=assigned.device).triu(1)  # [K,K], i < j
+        pairs = (upper & (assigned.unsqueeze(2) != assigned.unsqueeze(1))
+                 & pos.valid.unsqueeze(2) & pos.valid.unsqueeze(1))  # [B,K,K]
+        iou = box_iou(pred, pred)  # [B,K,K]
+        loss = (smooth_ln(iou, self.sigma) * pairs).sum()
+        count = (pairs & (iou.detach() > 0)).sum()
+        return {"repbox": loss / (count + self.eps)}
