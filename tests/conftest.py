@@ -22,3 +22,13 @@ def random_boxes():
     def make(n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return make_random_boxes(n, torch.Generator().manual_seed(seed), dtype)
     return make
+
+
+@pytest.fixture(params=["cpu", "device"])
+def strategy(request, monkeypatch):
+    """Run a test under both execution strategies of the hot paths: the CPU one (chunks,
+    gathers) and the whole-batch one accelerators take, forced here on the CPU."""
+    if request.param == "device":
+        import repssd.batching
+        monkeypatch.setattr(repssd.batching, "cpu_strategy", lambda device: False)
+    return request.param

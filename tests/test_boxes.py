@@ -90,3 +90,10 @@ def test_box_ops_on_device_equal_cpu(device, random_boxes):
     a, b = random_boxes(20, seed=8), random_boxes(30, seed=9)
     assert torch.equal(box_iou(a.to(device), b.to(device)).cpu(), box_iou(a, b))
     assert torch.equal(box_iog(a.to(device), b[:20].to(device)).cpu(), box_iog(a, b[:20]))
+
+
+def test_box_iou_gradients_are_correct(random_boxes):
+    a = random_boxes(4, seed=10, dtype=torch.float64).requires_grad_()
+    b = random_boxes(5, seed=11, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(box_iou, (a, b))
+    assert torch.autograd.gradcheck(box_iog, (a, b[:4]))

@@ -4,6 +4,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import repssd.matcher as matcher_module
+from repssd.batching import cpu_chunks
 from repssd.boxes import box_iou, cxcywh_to_xyxy, xyxy_to_cxcywh
 from repssd.coder import encode
 from repssd.matcher import match
@@ -64,7 +65,7 @@ def assert_equals_reference(priors, boxes, labels, valid, threshold=0.5):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("seed", range(6))
-def test_batched_equals_per_image_reference(seed, dtype):
+def test_batched_equals_per_image_reference(seed, dtype, strategy):
     priors = generate_priors("ssd300_voc")
     boxes, labels, valid = random_batch(batch=4, num_gt=1 + 7 * seed, seed=seed, dtype=dtype)
     assert_equals_reference(priors, boxes, labels, valid)
@@ -111,7 +112,7 @@ def test_forced_prior_wins_over_a_better_gt_for_that_prior():
     assert result.labels.tolist() == [[1, 2]]
 
 
-def test_empty_ground_truth_is_all_background():
+def test_empty_ground_truth_is_all_background(strategy):
     priors = generate_priors("ssd300_voc")
     none = match(priors, torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, dtype=torch.bool))
     assert none.labels.shape == (2, 8732) and not none.positive.any()
@@ -122,7 +123,7 @@ def test_empty_ground_truth_is_all_background():
     assert torch.isfinite(result.loc_targets(boxes, priors)).all()
 
 
-def test_padded_and_zero_area_gt_are_never_matched():
+def test_padded_and_zero_area_gt_are_never_matched(strategy):
     priors = generate_priors("ssd300_voc")
     boxes, labels, valid = random_batch(batch=4, num_gt=10, seed=5)
     boxes[0, 0] = torch.tensor([0.3, 0.3, 0.3, 0.6])  # degenerate box marked valid
@@ -143,16 +144,12 @@ def test_cpu_chunking_gives_the_same_result(monkeypatch):
         assert torch.equal(getattr(whole, field), getattr(chunked, field))
 
 
-def test_cpu_chunks_group_images_by_their_last_real_slot(monkeypatch):
-    monkeypatch.setattr(matcher_module, "CPU_CHUNK_ELEMENTS", 1000)
-    valid = torch.zeros(4, 12, dtype=torch.bool)
-    valid[0, [0, 2]] = True    # last real slot 3 (a hole in the middle is kept)
-    valid[2, 9] = True         # last real slot 10
-    valid[3, 0] = True         # last real slot 1; image 1 has none
-    order, chunks = matcher_module._cpu_chunks(valid, num_priors=100)
-    assert order.tolist() == [1, 3, 0, 2]
-    # 3 images x G'=3 x 100 priors fit in 1000 elements; adding the 10-wide image would not.
+def test_cpu_chunks_group_images_by_length_within_the_budget():
+    lengths = torch.tensor([3, 0, 10, 1])  # e.g. last real GT slots
+    chunks = cpu_chunks(lengths, budget=1000, cost=lambda width: max(width, 1) * 100)
+    # 3 images x width 3 x 100 priors fit in 1000; adding the 10-wide image would not.
     assert [(images.tolist(), width) for images, width in chunks] == [([1, 3, 0], 3), ([2], 10)]
+    assert cpu_chunks(torch.zeros(0, dtype=torch.long), 10, lambda w: w)[0][1] == 0
 
 
 def test_invalid_threshold_is_rejected():

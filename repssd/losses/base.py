@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .. import batching
 from ..boxes import cxcywh_to_xyxy
 from ..coder import VARIANCES, decode
 from ..matcher import Match
@@ -107,10 +108,14 @@ class LossContext:
 
         Exact for images with at most ``k`` positives; beyond that the positives whose prior
         overlaps its GT least are left out. Found with ``topk``, not ``nonzero``: no host sync.
+        On CPU, where reading a count back is free, K shrinks to the batch's largest count.
         """
         if k not in self._positives:
             priority = torch.where(self.match.positive, 1.0 + self.match.iou, 0.0)  # [B,P]
-            value, index = priority.topk(min(k, priority.shape[1]), dim=1)  # [B,K]
+            width = min(k, priority.shape[1])
+            if batching.cpu_strategy(priority.device):
+                width = max(1, min(width, int(self.match.positive.sum(dim=1).max())))
+            value, index = priority.topk(width, dim=1)  # [B,K]
             self._positives[k] = Positives(index, value > 0)
         return self._positives[k]
 

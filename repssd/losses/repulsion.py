@@ -18,10 +18,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import batching
 from ..boxes import box_iog, box_iou
 from .base import LossContext, LossTerm, register, smooth_ln
 
 __all__ = ["RepGTLoss", "RepBoxLoss"]
+
+# CPU only: pairs per chunk of images (2**16 [K, K] float32 planes = 256 KiB, cache-resident)
+CPU_PAIR_BUDGET = 2**16
 
 
 @register("repgt")
@@ -98,11 +102,22 @@ class RepBoxLoss(LossTerm):
         pos = ctx.positives(self.max_positives)
         pred = pos.gather(ctx.pred_boxes)  # [B,K,4]
         assigned = pos.gather(ctx.match.gt_index)  # [B,K]
+        if not batching.cpu_strategy(pred.device):
+            loss, count = self._pairs(pred, assigned, pos.valid)
+        else:  # kept positives come first, so a chunk of images can be cut to its largest count
+            loss, count = pred.sum() * 0.0, pos.valid.new_zeros((), dtype=torch.long)  # in the graph
+            for images, width in batching.cpu_chunks(pos.valid.sum(dim=1), CPU_PAIR_BUDGET, lambda w: w * w):
+                if width > 1:
+                    chunk = self._pairs(pred[images, :width], assigned[images, :width], pos.valid[images, :width])
+                    loss, count = loss + chunk[0], count + chunk[1]
+        return {"repbox": loss / (count + self.eps)}
+
+    def _pairs(self, pred: Tensor, assigned: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """(sum of Smooth_ln(IoU), number of pairs with IoU > 0) over the pairs of positives
+        with different targets, each unordered pair once."""
         k = assigned.shape[1]
         upper = torch.ones(k, k, dtype=torch.bool, device=assigned.device).triu(1)  # [K,K], i < j
         pairs = (upper & (assigned.unsqueeze(2) != assigned.unsqueeze(1))
-                 & pos.valid.unsqueeze(2) & pos.valid.unsqueeze(1))  # [B,K,K]
+                 & valid.unsqueeze(2) & valid.unsqueeze(1))  # [B,K,K]
         iou = box_iou(pred, pred)  # [B,K,K]
-        loss = (smooth_ln(iou, self.sigma) * pairs).sum()
-        count = (pairs & (iou.detach() > 0)).sum()
-        return {"repbox": loss / (count + self.eps)}
+        return (smooth_ln(iou, self.sigma) * pairs).sum(), (pairs & (iou.detach() > 0)).sum()

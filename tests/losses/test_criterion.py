@@ -27,6 +27,21 @@ def batch(b, g=6, seed=0, device="cpu", num_classes=21, priors="ssd300_voc"):
     return to(loc), to(conf), pr.to(device), boxes.to(device), labels.to(device), valid.to(device)
 
 
+def test_the_two_strategies_agree_on_a_crowded_batch(monkeypatch):
+    import repssd.batching
+    args = batch(4, g=20, seed=9)
+    spec = "multibox+repgt+repbox"
+    cpu = build_criterion(spec)(*args)
+    grads_cpu = torch.autograd.grad(cpu["loss"], args[:2])
+    monkeypatch.setattr(repssd.batching, "cpu_strategy", lambda device: False)
+    dense = build_criterion(spec)(*args)
+    grads_dense = torch.autograd.grad(dense["loss"], args[:2])
+    for key in cpu:
+        torch.testing.assert_close(cpu[key], dense[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_cpu, grads_dense):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_outputs_and_weighted_total():
     out = build_criterion("multibox+repgt+repbox")(*batch(2))
     assert set(out) == {"loc", "conf", "repgt", "repbox", "loss"}

@@ -33,7 +33,7 @@ PRIORS = generate_priors("mobilenet_ssd300", dtype=torch.float64)
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_multibox_equals_reference(seed):
+def test_multibox_equals_reference(seed, strategy):
     boxes, labels, valid = scene(3, 8, seed)
     loc, conf = predictions(3, PRIORS, 4, seed)
     out = build_criterion("multibox")(loc, conf, PRIORS, boxes, labels, valid)
@@ -49,7 +49,7 @@ def test_multibox_equals_reference(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("target, same_class", [("prior", True), ("prior", False), ("pred", True)])
-def test_repgt_equals_reference(seed, target, same_class):
+def test_repgt_equals_reference(seed, target, same_class, strategy):
     boxes, labels, valid = scene(3, 10, 10 + seed, num_classes=3)
     loc, conf = predictions(3, PRIORS, 3, seed)
     criterion = build_criterion("multibox+repgt", repgt_target=target, repgt_same_class=same_class)
@@ -60,7 +60,7 @@ def test_repgt_equals_reference(seed, target, same_class):
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.5, 1.0])
-def test_repgt_sigma_equals_reference(sigma):
+def test_repgt_sigma_equals_reference(sigma, strategy):
     boxes, labels, valid = scene(2, 10, 3, num_classes=2)
     loc, conf = predictions(2, PRIORS, 2, 5)
     got = build_criterion("repgt", repgt_sigma=sigma)(loc, conf, PRIORS, boxes, labels, valid)["repgt"]
@@ -70,7 +70,7 @@ def test_repgt_sigma_equals_reference(sigma):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("sigma", [0.0, 0.5])
-def test_repbox_equals_reference(seed, sigma):
+def test_repbox_equals_reference(seed, sigma, strategy):
     boxes, labels, valid = scene(3, 10, 20 + seed)
     loc, conf = predictions(3, PRIORS, 4, seed)
     got = build_criterion("multibox+repbox", repbox_sigma=sigma)(loc, conf, PRIORS, boxes, labels, valid)["repbox"]
@@ -79,7 +79,7 @@ def test_repbox_equals_reference(seed, sigma):
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
 
 
-def test_positive_cap_is_exact_below_it_and_drops_the_worst_matched_above():
+def test_positive_cap_is_exact_below_it_and_drops_the_worst_matched_above(strategy):
     boxes, labels, valid = scene(2, 10, 7)
     loc, conf = predictions(2, PRIORS, 4, 1)
     full = build_criterion("repbox")(loc, conf, PRIORS, boxes, labels, valid)["repbox"]

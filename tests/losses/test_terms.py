@@ -25,25 +25,25 @@ def toy(labels=(1, 1), logits=None):
     return loc, conf, PRIORS, GT, torch.tensor([labels]), VALID
 
 
-def test_toy_repgt_is_ln2():
+def test_toy_repgt_is_ln2(strategy):
     out = build_criterion("multibox+repgt")(*toy())
     # each positive: IoG with the other GT = 1/2 -> -ln(1 - 1/2) = ln 2; two positives / |P+| = 2
     torch.testing.assert_close(out["repgt"], torch.tensor(math.log(2), dtype=torch.float64))
 
 
-def test_toy_repgt_same_class_restriction():
+def test_toy_repgt_same_class_restriction(strategy):
     loc, conf, priors, gt, labels, valid = toy(labels=(1, 2), logits=[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     assert build_criterion("repgt")(loc, conf, priors, gt, labels, valid)["repgt"].item() == 0.0
     other = build_criterion("repgt", repgt_same_class=False)(loc, conf, priors, gt, labels, valid)["repgt"]
     torch.testing.assert_close(other, torch.tensor(math.log(2), dtype=torch.float64))
 
 
-def test_toy_repbox_is_the_iou():
+def test_toy_repbox_is_the_iou(strategy):
     out = build_criterion("repbox")(*toy())
     torch.testing.assert_close(out["repbox"], torch.tensor(1 / 3, dtype=torch.float64))  # one pair, IoU 1/3
 
 
-def test_toy_multibox_by_hand():
+def test_toy_multibox_by_hand(strategy):
     out = build_criterion("multibox")(*toy())
     # loc = 0 and the priors are the GT, so targets are 0. Conf: both positives (label 1) and
     # the one negative (P - 1 = 2 allows it) count: CE of logits (0, 1), (1, 0) against 1 and of
@@ -54,7 +54,7 @@ def test_toy_multibox_by_hand():
     torch.testing.assert_close(out["loss"], out["conf"])
 
 
-def test_hard_negatives_three_per_positive_hardest_first():
+def test_hard_negatives_three_per_positive_hardest_first(strategy):
     priors = xyxy_to_cxcywh(torch.tensor([[0.0, 0.0, 0.4, 0.4]] + [[0.5 + 0.05 * i, 0.5, 0.52 + 0.05 * i, 0.52]
                                                                      for i in range(6)], dtype=torch.float64))
     gt = torch.tensor([[[0.0, 0.0, 0.4, 0.4]]], dtype=torch.float64)
@@ -92,7 +92,7 @@ def test_smooth_ln_sigma_one_is_finite_at_one():
 
 
 @pytest.mark.parametrize("case", ["iog_one", "iou_zero", "touching"])
-def test_gradients_stay_finite_at_the_edges(case):
+def test_gradients_stay_finite_at_the_edges(case, strategy):
     loc, conf, priors, gt, labels, valid = toy()
     loc = torch.zeros_like(loc)
     if case == "iog_one":  # prediction 0 grows to cover GT1 entirely: IoG = 1, sigma 1 -> clamped
@@ -108,7 +108,7 @@ def test_gradients_stay_finite_at_the_edges(case):
     assert torch.isfinite(loc.grad).all() and torch.isfinite(conf.grad).all()
 
 
-def test_empty_images_give_zero_not_nan():
+def test_empty_images_give_zero_not_nan(strategy):
     loc = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
     conf = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
     out = build_criterion("multibox+repgt+repbox")(loc, conf, PRIORS, torch.zeros(2, 0, 4, dtype=torch.float64),
@@ -118,7 +118,7 @@ def test_empty_images_give_zero_not_nan():
     assert torch.isfinite(loc.grad).all()
 
 
-def test_single_gt_images_have_no_repulsion():
+def test_single_gt_images_have_no_repulsion(strategy):
     loc, conf, priors, gt, labels, valid = toy()
     out = build_criterion("repgt+repbox")(loc, conf, priors, gt, labels, torch.tensor([[True, False]]))
     assert out["repgt"].item() == 0.0 and out["repbox"].item() == 0.0
