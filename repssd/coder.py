@@ -2,7 +2,8 @@
 
 ``encode`` and ``decode`` are exact inverses up to rounding: ``decode(encode(g, p), p) == g``.
 Both reproduce ssd.pytorch's ``layers/box_utils.py`` arithmetic operation for operation.
-Priors are ``Tensor[P, 4]`` cxcywh; box and offset tensors are ``Tensor[..., P, 4]``.
+Priors are ``Tensor[P, 4]`` cxcywh (or any shape that broadcasts against the boxes, e.g. the
+``[B, K, 4]`` priors of gathered positives); box and offset tensors are ``Tensor[..., P, 4]``.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ def encode(matched_xyxy: Tensor, priors_cxcywh: Tensor,
         Tensor[..., P, 4]: ``((gcx - pcx) / (v0 pw), (gcy - pcy) / (v0 ph), log(gw / pw) / v1,
         log(gh / ph) / v1)``.
     """
-    centre = (matched_xyxy[..., :2] + matched_xyxy[..., 2:]) / 2 - priors_cxcywh[:, :2]
-    centre = centre / (variances[0] * priors_cxcywh[:, 2:])
-    size = (matched_xyxy[..., 2:] - matched_xyxy[..., :2]) / priors_cxcywh[:, 2:]
+    centre = (matched_xyxy[..., :2] + matched_xyxy[..., 2:]) / 2 - priors_cxcywh[..., :2]
+    centre = centre / (variances[0] * priors_cxcywh[..., 2:])
+    size = (matched_xyxy[..., 2:] - matched_xyxy[..., :2]) / priors_cxcywh[..., 2:]
     return torch.cat((centre, torch.log(size) / variances[1]), dim=-1)
 
 
@@ -39,7 +40,7 @@ def decode(loc: Tensor, priors_cxcywh: Tensor, variances: tuple[float, float] = 
     Returns:
         Tensor[..., P, 4]: xyxy boxes in the priors' (normalised) coordinates.
     """
-    centre = priors_cxcywh[:, :2] + loc[..., :2] * variances[0] * priors_cxcywh[:, 2:]
-    size = priors_cxcywh[:, 2:] * torch.exp(loc[..., 2:] * variances[1])
+    centre = priors_cxcywh[..., :2] + loc[..., :2] * variances[0] * priors_cxcywh[..., 2:]
+    size = priors_cxcywh[..., 2:] * torch.exp(loc[..., 2:] * variances[1])
     top_left = centre - size / 2
     return torch.cat((top_left, size + top_left), dim=-1)

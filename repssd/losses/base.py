@@ -56,10 +56,13 @@ class Positives:
         index (Tensor[B, K] int64): prior indices.
         valid (Tensor[B, K] bool): which slots hold a positive (an image with fewer than K
             positives pads with background priors).
+        pred_boxes (Tensor[B, K, 4]): their predicted boxes, decoded to xyxy (with gradient);
+            only these K are decoded, not all P.
     """
 
     index: Tensor
     valid: Tensor
+    pred_boxes: Tensor
 
     def gather(self, values: Tensor) -> Tensor:
         """``values (Tensor[B, P, ...])`` -> ``Tensor[B, K, ...]`` at the kept priors."""
@@ -116,7 +119,9 @@ class LossContext:
             if batching.cpu_strategy(priority.device):
                 width = max(1, min(width, int(self.match.positive.sum(dim=1).max())))
             value, index = priority.topk(width, dim=1)  # [B,K]
-            self._positives[k] = Positives(index, value > 0)
+            loc = self.loc.gather(1, index.unsqueeze(-1).expand(-1, -1, 4))  # [B,K,4]
+            priors = self.priors.index_select(0, index.flatten()).view(*index.shape, 4)  # [B,K,4]
+            self._positives[k] = Positives(index, value > 0, decode(loc, priors, self.variances))
         return self._positives[k]
 
     @staticmethod

@@ -58,7 +58,7 @@ class RepGTLoss(LossTerm):
 
     def forward(self, ctx: LossContext) -> dict[str, Tensor]:
         pos = ctx.positives(self.max_positives)
-        pred = pos.gather(ctx.pred_boxes)  # [B,K,4]
+        pred = pos.pred_boxes  # [B,K,4]
         assigned = pos.gather(ctx.match.gt_index)  # [B,K]
         if self.target == "prior":
             reference = ctx.priors_xyxy.index_select(0, pos.index.flatten()).view(*pos.index.shape, 4)  # [B,K,4]
@@ -100,7 +100,7 @@ class RepBoxLoss(LossTerm):
 
     def forward(self, ctx: LossContext) -> dict[str, Tensor]:
         pos = ctx.positives(self.max_positives)
-        pred = pos.gather(ctx.pred_boxes)  # [B,K,4]
+        pred = pos.pred_boxes  # [B,K,4]
         assigned = pos.gather(ctx.match.gt_index)  # [B,K]
         if not batching.cpu_strategy(pred.device):
             loss, count = self._pairs(pred, assigned, pos.valid)
