@@ -72,19 +72,20 @@ def test_bad_specs_list_what_is_known(kwargs, message):
 
 @pytest.fixture
 def example_term():
-    """A new term in a few lines: the mean squared size of the predicted boxes of positives."""
+    """The README's example term (plus an unweighted, logged-only output)."""
     @register("boxsize")
     class BoxSize(LossTerm):
         outputs = ("boxsize", "num_pos")
         default_weights = {"boxsize": 0.1}
 
-        def __init__(self, boxsize_power: float = 2.0) -> None:
+        def __init__(self, boxsize_power: float = 2.0):
             super().__init__()
             self.power = boxsize_power
 
         def forward(self, ctx: LossContext) -> dict[str, torch.Tensor]:
-            wh = ctx.pred_boxes[..., 2:] - ctx.pred_boxes[..., :2]  # [B,P,2]
-            size = (wh.prod(-1) ** (self.power / 2) * ctx.match.positive).sum() / ctx.num_pos
+            pos = ctx.positives(256)
+            wh = pos.pred_boxes[..., 2:] - pos.pred_boxes[..., :2]
+            size = (wh.prod(-1) ** (self.power / 2) * pos.valid).sum() / ctx.num_pos
             return {"boxsize": size, "num_pos": ctx.num_pos}
 
     yield BoxSize
@@ -98,6 +99,12 @@ def test_a_new_term_plugs_in(example_term):
     torch.testing.assert_close(out["loss"], out["loc"] + out["conf"] + 0.1 * out["boxsize"])
     m = match(args[2], args[3], args[4], args[5])
     assert out["num_pos"].item() == m.positive.sum().item() > 0
+    # the same as the mean of (w * h)^2 over all positives, decoded the long way
+    from repssd.coder import decode
+    boxes = decode(args[0], args[2])
+    wh = boxes[..., 2:] - boxes[..., :2]
+    expected = (wh.prod(-1) ** 2 * m.positive).sum() / m.positive.sum()
+    torch.testing.assert_close(out["boxsize"], expected)
     with pytest.raises(ValueError, match="registered twice"):
         register("boxsize")(example_term)
 
