@@ -1,0 +1,1 @@
+"""Evaluation: VOC AP, crowd-subset AP."""
