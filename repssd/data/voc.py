@@ -63,11 +63,13 @@ class VOCDetection(DetectionDataset):
             self.checker.report(Problem(str(path), f"malformed XML ({type(err).__name__}: {err})", skipped="image"))
             return None
         root = tree.getroot()
-        image_file = self.root / "JPEGImages" / (_text(root, "filename") or f"{image_id}.jpg")
-        if not image_file.is_file():
-            image_file = self.root / "JPEGImages" / f"{image_id}.jpg"
-        if not image_file.is_file():
-            self.checker.report(Problem(str(image_file), "image file is missing", skipped="image"))
+        # VOC names images by id; custom folders may use another extension or <filename>
+        candidates = [self.root / "JPEGImages" / f"{image_id}{suffix}" for suffix in (".jpg", ".png", ".jpeg")]
+        if _text(root, "filename"):
+            candidates.append(self.root / "JPEGImages" / _text(root, "filename").strip())
+        image_file = next((c for c in candidates if c.is_file()), None)
+        if image_file is None:
+            self.checker.report(Problem(str(candidates[0]), "image file is missing", skipped="image"))
             return None
         try:
             width, height = int(float(_text(root, "size/width"))), int(float(_text(root, "size/height")))

@@ -1,0 +1,90 @@
+"""The synthetic crowd dataset: deterministic, crowded, the same scenes in three formats."""
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from repssd.data import COCODetection, CrowdHumanDetection, VOCDetection, collate, read_classes, SSDTestTransform
+from repssd.data.stats import dataset_stats, format_stats, main as stats_main
+from repssd.data.synthetic import generate, main, render_scene
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(root, train=12, test=4, seed=3, size=160)
+    return root
+
+
+def digest(folder):
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())).hexdigest()
+
+
+def test_generation_is_deterministic_and_prefix_stable(tmp_path, synthetic):
+    generate(tmp_path / "again", train=12, test=4, seed=3, size=160)
+    assert digest(tmp_path / "again") == digest(synthetic)
+    generate(tmp_path / "fewer", train=5, test=1, seed=3, size=160)
+    for i in range(5):  # scene i does not depend on how many are generated
+        name = f"JPEGImages/train_{i:06d}.jpg"
+        assert (tmp_path / "fewer" / name).read_bytes() == (synthetic / name).read_bytes()
+    generate(tmp_path / "other", train=2, test=0, seed=4, size=160)
+    assert (tmp_path / "other/JPEGImages/train_000000.jpg").read_bytes() != (synthetic / "JPEGImages/train_000000.jpg").read_bytes()
+
+
+def test_scenes_are_crowded_with_two_classes():
+    rng = np.random.default_rng(0)
+    labels, crowd, total = set(), 0, 0
+    from repssd.eval.crowd import crowd_mask
+    for _ in range(30):
+        scene = render_scene(rng, size=200)
+        labels |= set(scene.labels)
+        mask = crowd_mask(torch.tensor(scene.full), torch.tensor(scene.labels))
+        crowd, total = crowd + int(mask.sum()), total + len(scene.labels)
+        assert len(scene.visible) == len(scene.full) == len(scene.head) == len(scene.labels)
+        for full, vis in zip(scene.full, scene.visible):  # visible parts lie within the full extent
+            assert vis[0] >= np.floor(full[0]) - 1 and vis[2] <= np.ceil(full[2]) + 1
+    assert labels == {1, 2} and 0.3 < crowd / total < 0.9
+
+
+def test_three_formats_hold_the_same_objects(synthetic):
+    voc = VOCDetection(synthetic, "train", classes=read_classes(synthetic))
+    coco = COCODetection(synthetic / "coco/instances_train.json", synthetic / "JPEGImages")
+    crowdhuman = CrowdHumanDetection(synthetic / "crowdhuman/annotation_train.odgt", synthetic / "JPEGImages")
+    assert voc.classes == coco.classes == ("person", "car") and len(voc) == len(coco) == len(crowdhuman) == 12
+    assert not voc.problems and not coco.problems and not crowdhuman.problems
+    for i in range(12):
+        v, c, h = voc.records[i], coco.records[i], crowdhuman.records[i]
+        assert v.labels == c.labels
+        # VOC stores 1-based inclusive whole pixels (loaded minus 1), COCO continuous xywh
+        np.testing.assert_allclose(np.array(v.boxes) + [0, 0, 1, 1], c.boxes, atol=0.51)
+        persons = [b for b, label in zip(c.boxes, c.labels) if label == 1]
+        cars = [b for b, label in zip(c.boxes, c.labels) if label == 2]
+        np.testing.assert_allclose([b for b, ig in zip(h.boxes, h.ignore) if not ig], np.array(persons).reshape(-1, 4),
+                                   atol=0.02)
+        assert sum(h.ignore) == len(cars)  # cars are CrowdHuman "mask" regions
+
+
+def test_loads_into_a_training_batch(synthetic):
+    ds = VOCDetection(synthetic, "test", classes=read_classes(synthetic), transform=SSDTestTransform(96))
+    batch = collate([ds[i] for i in range(4)])
+    assert batch["images"].shape == (4, 3, 96, 96) and batch["images"].dtype == torch.uint8
+    assert batch["gt_boxes"].shape[:2] == batch["gt_labels"].shape == batch["gt_valid"].shape
+    assert batch["gt_valid"].sum() == sum(len(ds.records[i].boxes) for i in range(4))
+
+
+def test_stats_cli(synthetic, capsys):
+    assert stats_main(["voc", str(synthetic), "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "images: 12" in out and "crowd boxes:" in out and "boxes per image:" in out
+    stats = dataset_stats(VOCDetection(synthetic, "train", classes=read_classes(synthetic)))
+    assert sum(stats["boxes"].values()) == sum(len(r.boxes) for r in VOCDetection(synthetic, "train", classes=read_classes(synthetic)).records)
+    assert stats_main(["coco", str(synthetic / "coco/instances_test.json")]) == 2
+    assert "needs --images" in capsys.readouterr().err
+
+
+def test_generator_cli(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "d"), "--train", "2", "--test", "1", "--size", "96"]) == 0
+    assert "train: 2 images" in capsys.readouterr().out
+    assert (tmp_path / "d/ImageSets/Main/trainval.txt").read_text().split() == ["train_000000", "train_000001"]
+    assert main(["--out", str(tmp_path / "e"), "--size", "10"]) == 2

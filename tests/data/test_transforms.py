@@ -1,0 +1,68 @@
+"""SSD augmentation: every output box valid and inside the image (property tests), flags follow boxes."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from repssd.data import SSDTestTransform, SSDTrainTransform
+
+
+@st.composite
+def samples(draw):
+    h, w = draw(st.integers(16, 120)), draw(st.integers(16, 120))
+    n = draw(st.integers(0, 6))
+    boxes = []
+    for _ in range(n):
+        x1, y1 = draw(st.floats(0, w - 2)), draw(st.floats(0, h - 2))
+        boxes.append([x1, y1, draw(st.floats(x1 + 1, w)), draw(st.floats(y1 + 1, h))])
+    seed = draw(st.integers(0, 2**31 - 1))
+    target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+              "labels": torch.arange(1, n + 1), "difficult": torch.arange(n) % 2 == 0,
+              "ignore": torch.arange(n) % 3 == 0, "size": torch.tensor([h, w])}
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8), target, seed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(samples())
+def test_train_transform_outputs_only_valid_boxes_inside_the_image(sample):
+    image, target, seed = sample
+    torch.manual_seed(seed)
+    out_image, out = SSDTrainTransform(size=64)(image, target)
+    assert out_image.shape == (3, 64, 64) and out_image.dtype == torch.uint8
+    boxes = out["boxes"]
+    assert ((boxes >= 0) & (boxes <= 1)).all()
+    assert ((boxes[:, 2:] - boxes[:, :2]) * 64 >= 1 - 1e-4).all()  # no degenerate box survives
+    # flags stay aligned with their boxes: label k carries difficult = (k-1) % 2 == 0, ignore = (k-1) % 3 == 0
+    k = out["labels"] - 1
+    assert torch.equal(out["difficult"], k % 2 == 0) and torch.equal(out["ignore"], k % 3 == 0)
+    assert len(out["labels"]) == len(boxes) <= len(target["boxes"])
+    assert out["size"].tolist() == list(image.shape[:2])
+
+
+def test_images_without_boxes_pass_through():
+    image = np.zeros((30, 40, 3), np.uint8)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
+    out_image, out = SSDTrainTransform(size=32)(image, empty)
+    assert out_image.shape == (3, 32, 32) and out["boxes"].shape == (0, 4)
+
+
+def test_zoom_out_fills_with_the_mean_and_crops_happen():
+    torch.manual_seed(0)
+    image = np.zeros((50, 50, 3), np.uint8)
+    target = {"boxes": torch.tensor([[10.0, 10.0, 40.0, 40.0]]), "labels": torch.tensor([1])}
+    transform = SSDTrainTransform(size=50, mean=(123, 117, 104))
+    fills, shrunk = 0, 0
+    for _ in range(40):
+        out_image, out = transform(image, target)
+        fills += bool((out_image.flatten(1) == torch.tensor([[123], [117], [104]])).all(0).any())
+        shrunk += bool(len(out["boxes"]) and (out["boxes"][0, 2:] - out["boxes"][0, :2]).max() < 0.5)
+    assert fills > 5 and shrunk > 3
+
+
+def test_test_transform_resizes_and_normalises_exactly():
+    image = np.zeros((100, 200, 3), np.uint8)
+    target = {"boxes": torch.tensor([[20.0, 10.0, 100.0, 60.0]]), "labels": torch.tensor([3])}
+    out_image, out = SSDTestTransform(size=300)(image, target)
+    assert out_image.shape == (3, 300, 300)
+    torch.testing.assert_close(out["boxes"], torch.tensor([[0.1, 0.1, 0.5, 0.6]]))
