@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from .data.transforms import resize
 from .postprocess import Detections, detect
 
 __all__ = ["Detector"]
@@ -32,14 +32,15 @@ class Detector:
         self.detect_options = detect_options
 
     def _batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """HxWx3 uint8 RGB arrays -> ``Tensor[B, 3, S, S]`` uint8, resized to the model input."""
+        """HxWx3 uint8 RGB arrays -> ``Tensor[B, 3, S, S]`` uint8, resized to the model input the
+        way the training and test transforms resize."""
         size = self.model.image_size
         resized = []
         for i, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
                 raise ValueError(f"image {i}: expected an HxWx3 RGB array, got "
                                  f"{getattr(image, 'shape', type(image).__name__)}")
-            resized.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR))
+            resized.append(resize(image, size))
         return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).to(self.device)
 
     @torch.no_grad()

@@ -1,8 +1,8 @@
-import cv2
 import numpy as np
 import pytest
 import torch
 
+from repssd.data.transforms import resize
 from repssd.detector import Detector
 from repssd.models import build_model
 from repssd.postprocess import detect
@@ -26,7 +26,7 @@ def test_predict_returns_pixel_boxes_of_each_original_image(model):
         assert 0 < len(det) <= 50
         assert (det.boxes[:, 0::2] <= w).all() and (det.boxes[:, 1::2] <= h).all() and (det.boxes >= 0).all()
         # Same as normalised detections on the resized image, scaled by the image's own size.
-        resized = torch.from_numpy(cv2.resize(image, (300, 300))).permute(2, 0, 1)[None]
+        resized = torch.from_numpy(resize(image, 300)).permute(2, 0, 1)[None]
         with torch.no_grad():
             expected = detect(*model(model.preprocess(resized)), model.priors, top_k=50)[0]
         torch.testing.assert_close(det.boxes, expected.boxes * torch.tensor([w, h, w, h]))

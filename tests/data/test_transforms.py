@@ -66,3 +66,44 @@ def test_test_transform_resizes_and_normalises_exactly():
     out_image, out = SSDTestTransform(size=300)(image, target)
     assert out_image.shape == (3, 300, 300)
     torch.testing.assert_close(out["boxes"], torch.tensor([[0.1, 0.1, 0.5, 0.6]]))
+
+
+def test_boxes_follow_the_pixels_through_zoom_crop_flip_and_resize():
+    """A white rectangle on black: after every augmentation its box must frame the white pixels."""
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[30:90, 40:100] = 255
+    target = {"boxes": torch.tensor([[40.0, 30.0, 100.0, 90.0]]), "labels": torch.tensor([1])}
+    transform = SSDTrainTransform(size=96, mean=(0, 0, 0))
+    checked = 0
+    for seed in range(60):
+        torch.manual_seed(seed)
+        out_image, out = transform(image, target)
+        if not len(out["boxes"]):
+            continue
+        white = out_image.max(0).values > 100
+        ys, xs = torch.nonzero(white, as_tuple=True)
+        found = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
+        torch.testing.assert_close(out["boxes"][0] * 96, found, atol=2.0, rtol=0)
+        checked += 1
+    assert checked > 40
+
+
+def test_sample_patch_follows_the_min_iou_rule():
+    from repssd.data.transforms import sample_patch
+    rng = np.random.default_rng(0)
+    boxes = np.array([[10.0, 10.0, 30.0, 30.0], [50.0, 50.0, 190.0, 140.0]])
+    for min_iou in (0.0, 0.1, 0.3, 0.5):
+        for _ in range(20):
+            patch = sample_patch(boxes, 200, 150, min_iou, rng)
+            if patch is None:
+                continue
+            left, top, right, bottom = patch
+            assert 0 <= left < right <= 200 and 0 <= top < bottom <= 150
+            cx, cy = boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)
+            inside = (left < cx) & (cx < right) & (top < cy) & (cy < bottom)
+            iw = np.clip(np.minimum(right, boxes[:, 2]) - np.maximum(left, boxes[:, 0]), 0, None)
+            ih = np.clip(np.minimum(bottom, boxes[:, 3]) - np.maximum(top, boxes[:, 1]), 0, None)
+            iou = iw * ih / ((right - left) * (bottom - top) + (boxes[:, 2:] - boxes[:, :2]).prod(1) - iw * ih)
+            assert inside.any() and iou[inside].max() >= min_iou
+    # a 20 x 20 box can never reach IoU 0.9 with a patch of at least 60 x 45
+    assert sample_patch(boxes[:1], 200, 150, 0.9, rng) is None
