@@ -1,7 +1,106 @@
-"""python eval.py --crowd-subset ... (evaluation suite: issue 6, not implemented yet)."""
+"""Evaluate a detector: VOC mAP next to crowd-subset mAP (and COCO / CrowdHuman metrics).
+
+    python eval.py --weights runs/demo/checkpoints/last.pth --crowd-subset
+    python eval.py --weights ssd300_mAP_77.43_v2.pth --model ssd300_vgg16 --dataset voc \\
+                   --data-root VOCdevkit/VOC2007 --split test --crowd-subset --metric voc07
+    python eval.py --detections runs/eval/detections.json --data-root ... --crowd-subset   # re-score only
+
+Model and dataset default to the training config saved beside the checkpoint. Writes
+DIR/report.json, DIR/report.md, DIR/pr_curve.png and DIR/detections.json (pixel boxes per image).
+"""
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+from pathlib import Path
+
+import torch
+
+from repssd.convert import WeightsError, _config_beside, load_model
+from repssd.data import DatasetError, SSDTestTransform
+from repssd.data.factory import DATASET_KINDS, class_names, open_dataset
+from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
+from repssd.eval.inference import ground_truth_of, predict_dataset
+from repssd.models import MODELS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("what to evaluate")
+    source.add_argument("--weights", type=Path, help="checkpoint or weights file")
+    source.add_argument("--model", choices=list(MODELS), help="architecture (default: the training config's)")
+    source.add_argument("--detections", type=Path, help="re-score a detections.json instead of running a model")
+    data = parser.add_argument_group("data (defaults: the training config beside the checkpoint)")
+    data.add_argument("--dataset", choices=list(DATASET_KINDS))
+    data.add_argument("--data-root", type=Path)
+    data.add_argument("--split", help="image set / split (default: the config's test split, else 'test')")
+    metric = parser.add_argument_group("metrics")
+    metric.add_argument("--metric", choices=METRICS, default="voc07")
+    metric.add_argument("--crowd-subset", action="store_true", help="also report crowd-subset AP")
+    metric.add_argument("--crowd-iou", type=float, default=0.1, help="same-class IoU that makes a crowd")
+    metric.add_argument("--max-dets", type=int, default=100, help="COCO detections per image")
+    run = parser.add_argument_group("inference")
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    run.add_argument("--conf-thresh", type=float, default=0.01)
+    run.add_argument("--nms", type=float, default=0.45)
+    run.add_argument("--top-k", type=int, default=200)
+    parser.add_argument("--output-dir", type=Path, help="default: <checkpoint run>/eval, else runs/eval")
+    return parser.parse_args(argv)
+
+
+def fail(message: str) -> int:
+    print(f"eval.py: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    if not opts.weights and not opts.detections:
+        return fail("give --weights (run the model) or --detections (re-score saved detections)")
+    config = _config_beside(opts.weights) if opts.weights and opts.weights.is_file() else {}
+    kind = opts.dataset or config.get("dataset")
+    root = opts.data_root or (Path(config["data_root"]) if config.get("data_root") else None)
+    split = opts.split or config.get("test_split", "test")
+    if kind is None or root is None:
+        return fail("no dataset: pass --dataset and --data-root (or a checkpoint saved with its config)")
+    try:
+        model = None
+        if opts.detections is None:
+            model, config = load_model(opts.weights, opts.model)
+        size = model.image_size if model is not None else 300
+        dataset = open_dataset(kind, root, split, transform=SSDTestTransform(size))
+    except (WeightsError, DatasetError) as err:
+        return fail(str(err))
+    names = class_names(dataset)
+    ground_truth = ground_truth_of(dataset)
+    out = opts.output_dir or (opts.weights.parent.parent / "eval" if config else Path("runs/eval"))
+    if opts.detections is not None:
+        try:
+            detections = [{k: torch.tensor(v) for k, v in d.items() if k != "id"}
+                          for d in json.loads(opts.detections.read_text())["detections"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return fail(f"{opts.detections}: not a detections file written by eval.py ({err})")
+        if len(detections) != len(ground_truth):
+            return fail(f"{opts.detections}: {len(detections)} images, but {kind} {split} has {len(ground_truth)}")
+    else:
+        detections = predict_dataset(model, dataset, opts.batch_size, opts.workers, opts.device,
+                                     conf_thresh=opts.conf_thresh, nms_thresh=opts.nms, top_k=opts.top_k)
+        out.mkdir(parents=True, exist_ok=True)
+        ids = [r.id for part in getattr(dataset, "datasets", [dataset]) for r in part.records]
+        (out / "detections.json").write_text(json.dumps({"dataset": kind, "split": split, "detections": [
+            {"id": i, **{k: v.tolist() for k, v in d.items()}} for i, d in zip(ids, detections)]}))
+    evaluator = DetectionEvaluator(names, opts.metric, opts.crowd_subset, opts.crowd_iou, opts.max_dets)
+    evaluator.process(detections, ground_truth)
+    report = evaluator.evaluate()
+    report.update(dataset=kind, split=split, weights=str(opts.weights) if opts.weights else None)
+    paths = write_report(report, out)
+    print(format_table(report))
+    print(f"\nreport: {paths['json']}, {paths['markdown']}, {paths['plot']}")
+    return 0
+
 
 if __name__ == "__main__":
-    print("eval.py: the evaluation suite is not in repssd yet (issue 6); "
-          "what exists now: the geometry core (repssd.priors, repssd.matcher)", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(main())
