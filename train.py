@@ -1,7 +1,43 @@
-"""python train.py --loss multibox+repgt ... (training engine: issue 7, not implemented yet)."""
+"""Train an SSD with plug-in loss terms.
+
+    python train.py --loss multibox+repgt --dataset synthetic --data-root data/synthetic --max-iter 2000
+    python train.py --config experiments/synthetic_crowd.yaml --loss multibox+repgt+repbox --seed 1
+    torchrun --nproc_per_node=2 train.py ...                       # DistributedDataParallel
+    python train.py ... --resume auto                              # continue exactly where it stopped
+
+Writes OUTPUT_DIR/config.json, checkpoints/{last,iter_N}.pth, log.jsonl, log.csv and loss.png.
+"""
+from __future__ import annotations
+
 import sys
 
+from repssd.convert import WeightsError
+from repssd.data import DatasetError
+from repssd.engine.config import ConfigError, parse_config
+from repssd.engine.distributed import cleanup
+
+
+def main(argv: list[str] | None = None) -> int:
+    from repssd.engine.trainer import Trainer, TrainingError
+
+    try:
+        config = parse_config(argv)
+        trainer = Trainer(config)
+    except (ConfigError, DatasetError, WeightsError, ValueError) as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 2
+    try:
+        record = trainer.fit()
+    except TrainingError as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 1
+    finally:
+        cleanup(trainer.dist)
+    if trainer.dist.is_main:
+        print("done: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+        print(f"outputs in {config.output_dir}/")
+    return 0
+
+
 if __name__ == "__main__":
-    print("train.py: the training engine is not in repssd yet (issue 7); "
-          "what exists now: the geometry core (repssd.priors, repssd.matcher)", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Checkpoints that lose nothing: atomic writes, full training state, exact resume."""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "find_resume", "rng_state", "set_rng_state"]
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global generator, as tensors and plain lists (loadable with ``weights_only=True``)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``: a reader
+    (or a crash) never sees a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint` (``weights_only=True``: tensors, numbers,
+    strings and containers only)."""
+    from ..convert import WeightsError
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or foreign files raise many kinds
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
+        raise WeightsError(f"{path}: not a repssd training checkpoint (no model/iteration)")
+    return state
+
+
+def find_resume(resume: str | None, output_dir: Path) -> Path | None:
+    """``auto`` -> the run's ``checkpoints/last.pth`` if it exists (else a fresh start); a path ->
+    that file; None -> a fresh start."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = output_dir / "checkpoints" / "last.pth"
+        return last if last.is_file() else None
+    return Path(resume)

@@ -1,0 +1,170 @@
+"""Training configuration: one dataclass, an argparse parser generated from it (grouped help),
+``--config FILE`` (JSON or YAML) for defaults that flags override, saved beside checkpoints."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["TrainConfig", "ConfigError", "build_parser", "parse_config", "load_config_file", "parse_options"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run (bad value, missing file); the CLI prints it as one line."""
+
+
+def _opt(default, help: str, group: str, **kwargs):
+    return field(default=default, metadata={"help": help, "group": group, **kwargs})
+
+
+@dataclass
+class TrainConfig:
+    # * Model
+    model: str = _opt("ssd300_vgg16", "architecture (repssd.models.MODELS)", "model")
+    prior_spec: str | None = _opt(None, "prior layout (default: the model's own)", "model")
+    width_mult: float = _opt(1.0, "MobileNet width multiplier", "model")
+    # * Data
+    dataset: str = _opt("synthetic", "voc | voc0712 | coco | crowdhuman | synthetic | folder", "data")
+    data_root: str = _opt("data/synthetic", "dataset folder", "data")
+    train_split: str = _opt("trainval", "training image set / split", "data")
+    test_split: str = _opt("test", "evaluation image set / split", "data")
+    workers: int = _opt(2, "data-loading worker processes", "data")
+    # * Loss
+    loss: str = _opt("multibox", "loss spec, terms joined by + (multibox+repgt+repbox)", "loss")
+    loss_weights: str = _opt("", "output weights, e.g. repgt=0.5,repbox=0.5", "loss")
+    loss_options: str = _opt("", "term options, e.g. repgt_target=pred,repbox_sigma=0.5", "loss")
+    iou_threshold: float = _opt(0.5, "matching IoU threshold", "loss")
+    # * Optimisation
+    batch_size: int = _opt(32, "images per step (per process)", "optim")
+    lr: float = _opt(1e-3, "base learning rate (SGD)", "optim")
+    momentum: float = _opt(0.9, "SGD momentum", "optim")
+    weight_decay: float = _opt(5e-4, "weight decay", "optim")
+    schedule: str = _opt("multistep", "multistep | cosine", "optim", choices=("multistep", "cosine"))
+    milestones: str = _opt("0.67,0.83", "multistep: fractions of the run where lr drops", "optim")
+    gamma: float = _opt(0.1, "multistep: lr factor at each milestone", "optim")
+    warmup: int = _opt(0, "linear warm-up iterations", "optim")
+    max_iter: int | None = _opt(None, "training iterations", "optim")
+    epochs: int | None = _opt(None, "training epochs (instead of --max-iter)", "optim")
+    lr_base_mult: float = _opt(1.0, "lr multiplier of the backbone", "optim")
+    lr_extras_mult: float = _opt(1.0, "lr multiplier of the extra layers", "optim")
+    lr_heads_mult: float = _opt(1.0, "lr multiplier of the heads", "optim")
+    grad_clip: float | None = _opt(None, "clip the gradient norm to this", "optim")
+    # * Initialisation
+    weights: str | None = _opt(None, "start from an SSD checkpoint (fine-tune; any format load_weights knows)", "init")
+    base_weights: str | None = _opt(None, "start from a base net, e.g. vgg16_reducedfc.pth", "init")
+    freeze: str = _opt("none", "none | base | all-but-heads", "init", choices=("none", "base", "all-but-heads"))
+    freeze_iters: int = _opt(0, "iterations to keep --freeze (0: the whole run)", "init")
+    # * Run
+    output_dir: str = _opt("runs/train", "where checkpoints, logs and plots go", "run")
+    seed: int = _opt(0, "random seed (data order, augmentation, initialisation)", "run")
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N", "run")
+    amp: bool = _opt(False, "mixed precision (bfloat16 on CPU, float16 + GradScaler on CUDA)", "run")
+    resume: str | None = _opt(None, "auto (the run's last checkpoint) or a checkpoint path", "run")
+    checkpoint_every: int = _opt(500, "iterations between checkpoints", "run")
+    eval_every: int = _opt(0, "iterations between evaluations (0: only at the end)", "run")
+    eval_at_end: bool = _opt(True, "evaluate when training ends", "run")
+    log_every: int = _opt(10, "iterations between log lines", "run")
+    skip_nonfinite: bool = _opt(False, "skip batches whose loss is NaN/inf (counted) instead of stopping", "run")
+    # * Visdom
+    visdom: bool = _opt(False, "post loss curves and eval metrics to a visdom server", "visdom")
+    visdom_server: str = _opt("http://127.0.0.1", "visdom server", "visdom")
+    visdom_port: int = _opt(8097, "visdom port", "visdom")
+    visdom_env: str = _opt("repssd", "visdom environment", "visdom")
+
+    def validate(self) -> None:
+        from ..data.factory import DATASET_KINDS
+        from ..models import MODELS
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown --model {self.model!r}; known: {', '.join(MODELS)}")
+        if self.dataset not in DATASET_KINDS:
+            raise ConfigError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASET_KINDS)}")
+        if (self.max_iter is None) == (self.epochs is None):
+            raise ConfigError("give exactly one of --max-iter and --epochs")
+        for name in ("batch_size", "max_iter", "epochs", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+
+
+_GROUPS = {"model": "model", "data": "data", "loss": "loss terms (repssd.losses)", "optim": "optimisation",
+           "init": "initialisation", "run": "run", "visdom": "visdom"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="train.py", description="Train an SSD with plug-in loss terms.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", type=Path, help="JSON/YAML file of defaults (flags override it)")
+    groups = {key: parser.add_argument_group(title) for key, title in _GROUPS.items()}
+    for f in fields(TrainConfig):
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        group = groups[meta["group"]]
+        if f.type in ("bool", bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=meta["help"])
+            continue
+        kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type), str)
+        group.add_argument(flag, type=kind, default=f.default, choices=meta.get("choices"), help=meta["help"])
+    return parser
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A config file's keys (JSON or YAML), checked against :class:`TrainConfig`."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(k for k in (key.replace("-", "_") for key in data) if k not in known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """Flags over ``--config`` over the dataclass defaults -> a validated :class:`TrainConfig`."""
+    parser = build_parser()
+    first, _ = parser.parse_known_args(argv)
+    if first.config is not None:
+        parser.set_defaults(**load_config_file(first.config))
+    args = vars(parser.parse_args(argv))
+    args.pop("config")
+    config = TrainConfig(**args)
+    config.validate()
+    return config
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """``"repgt_target=pred,repbox_sigma=0.5,repgt_same_class=false"`` -> typed values."""
+    options = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"bad loss option {part!r}: expected name=value")
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            options[name.strip()] = lowered == "true"
+            continue
+        for cast in (int, float):
+            try:
+                options[name.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[name.strip()] = value.strip()
+    return options
+
+
+def config_dict(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)

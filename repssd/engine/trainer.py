@@ -1,0 +1,279 @@
+"""The training engine behind train.py: build, step, log, checkpoint, evaluate, resume."""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..convert import WeightsError, convert_state_dict, load_weights, read_weights
+from ..data import SSDTestTransform, SSDTrainTransform, collate
+from ..data.factory import class_names, open_dataset
+from ..eval import DetectionEvaluator
+from ..eval.inference import ground_truth_of, predict_dataset
+from ..losses import build_criterion, parse_weights
+from ..models import build_model
+from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import ConfigError, TrainConfig, config_dict, parse_options
+from .distributed import DistInfo, init_distributed
+from .loggers import FileLogger, VisdomLogger, plot_loss_curves
+from .sampling import SeededDataset, StepSampler
+
+__all__ = ["Trainer", "TrainingError"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss without --skip-nonfinite)."""
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Everything one run needs, built from a :class:`TrainConfig`; :meth:`fit` runs it."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.device = _device(config.device)
+        self.dist: DistInfo = init_distributed(self.device)
+        self.out = Path(config.output_dir)
+        torch.manual_seed(config.seed)
+        self._build_data()
+        self._build_model()
+        self.criterion = build_criterion(config.loss, parse_weights(config.loss_weights), config.iou_threshold,
+                                         **parse_options(config.loss_options))
+        self._build_optimizer()
+        self.iteration, self.skipped = 0, 0
+        self.scaler = torch.amp.GradScaler("cuda") if config.amp and self.device.type == "cuda" else None
+
+    # ----------------------------------------------------------------- building
+    def _build_data(self) -> None:
+        c = self.config
+        probe = build_model(c.model, 2, spec=c.prior_spec, **self._model_options())
+        mean = probe.normalize.mean.flatten().tolist()
+        self.image_size = probe.image_size
+        self.train_set = open_dataset(c.dataset, c.data_root, c.train_split, SSDTrainTransform(self.image_size, mean))
+        if len(self.train_set) == 0:
+            raise ConfigError(f"{c.data_root}: the {c.train_split!r} split has no usable images")
+        self.classes = class_names(self.train_set)
+        steps_per_epoch = math.ceil(len(self.train_set) / (c.batch_size * self.dist.world_size))
+        self.max_iter = c.max_iter if c.max_iter is not None else c.epochs * steps_per_epoch
+
+    def _model_options(self) -> dict:
+        return {"width_mult": self.config.width_mult} if self.config.model.startswith("mb") else {}
+
+    def _build_model(self) -> None:
+        c = self.config
+        self.model = build_model(c.model, len(self.classes) + 1, spec=c.prior_spec, **self._model_options())
+        if c.base_weights:
+            load_weights(self.model, c.base_weights)
+        if c.weights:
+            self._load_finetune(Path(c.weights))
+        self.model.to(self.device)
+        self._set_frozen(c.freeze)
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None) if self.dist.enabled else None)
+
+    def _load_finetune(self, path: Path) -> None:
+        """SSD weights to fine-tune from; classification heads of another class count are re-initialised."""
+        state, fmt = read_weights(path)
+        own = self.model.state_dict()
+        heads = [k for k in state if k.startswith("head.conf.") and k in own and state[k].shape != own[k].shape]
+        if heads:
+            warnings.warn(f"{path}: classification heads are for another number of classes; they start fresh",
+                          stacklevel=2)
+            state = {k: v for k, v in state.items() if k not in heads}
+            state.update({k: own[k] for k in heads})
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as err:
+            raise WeightsError(f"{path}: {fmt} weights do not fit {self.config.model} "
+                               f"({str(err).splitlines()[0]})") from None
+
+    def _set_frozen(self, freeze: str) -> None:
+        frozen = {"none": (), "base": ("backbone",), "all-but-heads": ("backbone", "extras")}[freeze]
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name.split(".")[0] not in frozen)
+
+    def _build_optimizer(self) -> None:
+        c = self.config
+        groups = {"backbone": c.lr_base_mult, "extras": c.lr_extras_mult, "head": c.lr_heads_mult}
+        params = [{"params": [p for n, p in self.model.named_parameters() if n.split(".")[0] == part],
+                   "lr": c.lr * mult, "name": part} for part, mult in groups.items()]
+        self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+    def _lr_factor(self, iteration: int) -> float:
+        c = self.config
+        warm = min(1.0, (iteration + 1) / c.warmup) if c.warmup else 1.0
+        if c.schedule == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(iteration, self.max_iter) / self.max_iter))
+        drops = sum(iteration >= float(m) * self.max_iter for m in c.milestones.split(",") if m.strip())
+        return warm * c.gamma ** drops
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
+                "iteration": self.iteration, "skipped": self.skipped, "rng": rng_state(),
+                "config": config_dict(self.config)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.skipped = int(state["iteration"]), int(state.get("skipped", 0))
+        set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if not self.dist.is_main:
+            return
+        state = self.state_dict()
+        folder = self.out / "checkpoints"
+        save_checkpoint(folder / f"iter_{self.iteration}.pth", state)
+        save_checkpoint(folder / "last.pth", state)
+
+    def write_config(self) -> None:
+        import json
+        record = {**config_dict(self.config), "class_names": list(self.classes), "max_iter_resolved": self.max_iter,
+                  "model_options": self._model_options()}
+        (self.out / "config.json").write_text(json.dumps(record, indent=1))
+
+    # ----------------------------------------------------------------- steps
+    def _loader(self) -> DataLoader:
+        sampler = StepSampler(len(self.train_set), self.config.batch_size, self.config.seed, self.iteration,
+                              self.dist.rank, self.dist.world_size)
+        return DataLoader(SeededDataset(self.train_set), batch_sampler=sampler, num_workers=self.config.workers,
+                          collate_fn=collate, persistent_workers=False)
+
+    def step(self, batch: dict) -> dict[str, float] | None:
+        """One optimisation step; returns the loss terms, or None if the batch was skipped."""
+        net = self.ddp or self.model
+        images = self.model.preprocess(batch["images"].to(self.device, non_blocking=True))
+        amp = self.config.amp
+        dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype) if amp else nullcontext():
+            loc, conf = net(images)
+        gt = [batch[k].to(self.device) for k in ("gt_boxes", "gt_labels", "gt_valid")]
+        losses = self.criterion(loc.float(), conf.float(), self.model.priors, *gt)
+        if not torch.isfinite(losses["loss"]):
+            return self._nonfinite(losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            losses["loss"].backward()
+        if self.config.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _nonfinite(self, losses: dict) -> None:
+        values = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+        if not self.config.skip_nonfinite:
+            last = self.out / "checkpoints" / "last.pth"
+            raise TrainingError(f"non-finite loss at iteration {self.iteration} ({values}); stopped. Last good "
+                                f"checkpoint: {last if last.exists() else 'none yet'}. Lower --lr, check the data, "
+                                "or pass --skip-nonfinite")
+        self.skipped += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return None
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self) -> dict:
+        """VOC07 mAP and crowd mAP on the test split (main process only)."""
+        dataset = open_dataset(self.config.dataset, self.config.data_root, self.config.test_split,
+                               SSDTestTransform(self.image_size))
+        detections = predict_dataset(self.model, dataset, batch_size=self.config.batch_size, workers=0,
+                                     device=self.device, progress=False)
+        evaluator = DetectionEvaluator(self.classes, "voc07", crowd_subset=True)
+        evaluator.process(detections, ground_truth_of(dataset))
+        return evaluator.evaluate()
+
+    # ----------------------------------------------------------------- loop
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to ``max_iter`` (resuming if asked); returns the final log record.
+
+        ``stop_after``: leave after that iteration (with a checkpoint), as if interrupted; the
+        schedule still runs to ``max_iter``, so a resumed run continues exactly.
+        """
+        c = self.config
+        resume = find_resume(c.resume, self.out)
+        if resume is not None:
+            self.load_state_dict(load_checkpoint(resume))
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.write_config()
+        files = FileLogger(self.out, resume=resume is not None) if self.dist.is_main else None
+        vis = VisdomLogger(c.visdom_server, c.visdom_port, c.visdom_env) if c.visdom and self.dist.is_main else None
+        record = self._loop(files, vis, stop_after or self.max_iter)
+        if self.iteration < self.max_iter:
+            self.save()
+            return record
+        if self.dist.is_main:
+            if c.eval_at_end and (c.eval_every == 0 or self.iteration % c.eval_every):
+                record.update(self._log_eval(files, vis))
+            plot_loss_curves(self.out / "log.jsonl", self.out / "loss.png")
+        return record
+
+    def _loop(self, files: FileLogger | None, vis: VisdomLogger | None, stop: int) -> dict:
+        c = self.config
+        self.model.train()
+        record: dict = {}
+        bar = tqdm(total=self.max_iter, initial=self.iteration, desc="train", unit="it", disable=not self.dist.is_main)
+        window_start, window_images = time.perf_counter(), 0
+        for batch in self._loader() if self.iteration < stop else ():
+            if c.freeze != "none" and c.freeze_iters and self.iteration == c.freeze_iters:
+                self._set_frozen("none")
+            losses = self.step(batch)
+            self.iteration += 1
+            window_images += len(batch["images"]) * self.dist.world_size
+            bar.update(1)
+            if losses is not None and (self.iteration % c.log_every == 0 or self.iteration == self.max_iter):
+                rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                record = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"], **losses,
+                          "img_s": round(rate, 2), "skipped": self.skipped}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()} | {"img/s": f"{rate:.1f}"})
+                window_start, window_images = time.perf_counter(), 0
+                if files:
+                    files.log(record)
+                if vis:
+                    vis.log(self.iteration, {**losses, "lr": record["lr"]}, prefix="train/")
+            if self.iteration % c.checkpoint_every == 0 or self.iteration == self.max_iter:
+                self.save()
+            if c.eval_every and self.iteration % c.eval_every == 0 and self.dist.is_main:
+                record.update(self._log_eval(files, vis))
+            if self.iteration >= stop:
+                break
+        bar.close()
+        return record
+
+    def _log_eval(self, files: FileLogger | None, vis: VisdomLogger | None) -> dict:
+        report = self.evaluate()
+        metrics = {"eval/map": report["map"], "eval/crowd_map": report["crowd"]["map"]}
+        tqdm.write(f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP {report['crowd']['map']:.4f}")
+        if files:
+            files.log({"eval_iter": self.iteration, **metrics})
+        if vis:
+            vis.log(self.iteration, metrics)
+        self.model.train()
+        return metrics
