@@ -1,0 +1,179 @@
+"""Training: every loss spec runs, loss falls, resume is exact (even after a kill), NaN handling,
+2-process DDP, visdom curves, CLI errors."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import train as train_cli
+from repssd.data import SSDTestTransform
+from repssd.engine.config import parse_config
+from repssd.engine.trainer import Trainer, TrainingError
+
+from conftest import tiny_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def trainer(data, out, *extra) -> Trainer:
+    return Trainer(parse_config(tiny_args(data, out, *extra)))
+
+
+def weights_of(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("spec", ["multibox", "multibox+repgt", "multibox+repbox", "multibox+repgt+repbox"])
+def test_every_loss_spec_trains_and_logs_each_term(tiny_data, tmp_path, spec):
+    t = trainer(tiny_data, tmp_path, "--loss", spec, "--max-iter", "3")
+    record = t.fit()
+    terms = {"loc", "conf", "loss"} | set(spec.split("+")[1:])
+    assert terms <= set(record) and all(torch.isfinite(torch.tensor(record[k])) for k in terms)
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in lines] == [1, 2, 3] and terms <= set(lines[0]) and "lr" in lines[0]
+    assert (tmp_path / "loss.png").stat().st_size > 1000 and (tmp_path / "log.csv").exists()
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["loss"] == spec and config["class_names"] == ["person", "car"]
+    assert (tmp_path / "checkpoints" / "last.pth").exists() and (tmp_path / "checkpoints" / "iter_2.pth").exists()
+
+
+def test_loss_goes_down_on_a_tiny_overfit(tiny_data, tmp_path):
+    t = trainer(tiny_data, tmp_path, "--loss", "multibox+repgt", "--max-iter", "40", "--lr", "0.01",
+                "--milestones", "", "--warmup", "5", "--weight-decay", "0")
+    t.train_set.records = t.train_set.records[:2]  # the same two images again and again,
+    t.train_set.transform = SSDTestTransform(300)  # without augmentation
+    t.fit()
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_resume_is_exact(tiny_data, tmp_path):
+    extra = ("--loss", "multibox+repgt+repbox", "--max-iter", "4", "--lr", "0.005")
+    straight = trainer(tiny_data, tmp_path / "a", *extra)
+    straight.fit()
+    first = trainer(tiny_data, tmp_path / "b", *extra)
+    first.fit(stop_after=2)
+    assert first.iteration == 2
+    second = trainer(tiny_data, tmp_path / "b", *extra, "--resume", "auto")
+    second.fit()
+    assert second.iteration == 4
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[key]), key
+    logged = [json.loads(line)["iter"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]
+
+
+def test_killed_process_resumes_to_the_same_weights(tiny_data, tmp_path):
+    args = tiny_args(tiny_data, tmp_path / "killed", "--max-iter", "8", "--lr", "0.005", "--checkpoint-every", "2")
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "killed" / "checkpoints" / "iter_4.pth").exists():
+        assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = Trainer(parse_config(args + ["--resume", "auto"]))
+    assert resumed.fit() is not None and resumed.iteration == 8
+    straight = trainer(tiny_data, tmp_path / "straight", "--max-iter", "8", "--lr", "0.005")
+    straight.fit()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_nonfinite_loss_stops_with_the_last_good_checkpoint_intact(tiny_data, tmp_path):
+    t = trainer(tiny_data, tmp_path, "--max-iter", "6")
+    real = t.criterion.forward
+
+    def poisoned(*args):
+        out = real(*args)
+        return {**out, "loss": out["loss"] * float("nan")} if t.iteration == 3 else out
+    t.criterion.forward = poisoned
+    with pytest.raises(TrainingError, match="non-finite loss at iteration 3 .*last.pth"):
+        t.fit()
+    state = torch.load(tmp_path / "checkpoints" / "last.pth", weights_only=True)
+    assert state["iteration"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values()
+                                            if v.is_floating_point())
+
+
+def test_skip_nonfinite_counts_and_goes_on(tiny_data, tmp_path):
+    t = trainer(tiny_data, tmp_path, "--max-iter", "4", "--skip-nonfinite")
+    real = t.criterion.forward
+    t.criterion.forward = lambda *a: ({**(o := real(*a)), "loss": o["loss"] * float("nan")}
+                                      if t.iteration in (1, 2) else real(*a))
+    record = t.fit()
+    assert t.iteration == 4 and t.skipped == 2 and record["skipped"] == 2
+
+
+def test_amp_bfloat16_on_cpu_trains(tiny_data, tmp_path):
+    record = trainer(tiny_data, tmp_path, "--max-iter", "2", "--amp").fit()
+    assert torch.isfinite(torch.tensor(record["loss"]))
+
+
+def test_fine_tune_from_a_checkpoint_and_freeze(tiny_data, tmp_path):
+    first = trainer(tiny_data, tmp_path / "a", "--max-iter", "2")
+    first.fit()
+    t = trainer(tiny_data, tmp_path / "b", "--max-iter", "2", "--weights", str(tmp_path / "a/checkpoints/last.pth"),
+                "--freeze", "all-but-heads", "--freeze-iters", "1")
+    before = weights_of(t.model)
+    assert not any(p.requires_grad for p in t.model.backbone.parameters())
+    t.fit()
+    after = t.model.state_dict()
+    # frozen for iteration 1, trained in iteration 2: the backbone moved only once (it did move)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("backbone.") and "weight" in k)
+    assert all(p.requires_grad for p in t.model.parameters())
+
+
+def _ddp_worker(rank, world, port, data, out, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    t = trainer(data, out, "--loss", "multibox+repgt", "--max-iter", "3")
+    t.fit()
+    # parameters; BatchNorm running statistics stay per process until DDP broadcasts rank 0's at
+    # the next forward
+    results[rank] = torch.cat([p.detach().flatten() for p in t.model.parameters()]).tolist()
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_ends_with_identical_weights(tiny_data, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(2, port, str(tiny_data), str(tmp_path), results), nprocs=2)
+    assert results[0] == results[1]
+    assert (tmp_path / "checkpoints" / "last.pth").exists()
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in logged] == [1, 2, 3]  # rank 0 alone writes
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-iter", "2", "--model", "ssd301"], "unknown --model 'ssd301'"),
+    (["--max-iter", "2", "--data-root", "/nonexistent/data"], "/nonexistent/data: data root does not exist"),
+    (["--loss", "multibox+repulsion", "--max-iter", "2"], "unknown loss term 'repulsion'"),
+    (["--loss-weights", "repgt:1", "--max-iter", "2"], "bad loss weight"),
+    ([], "give exactly one of --max-iter and --epochs"),
+])
+def test_cli_errors_are_one_line_with_status_2(tiny_data, tmp_path, capsys, args, message):
+    argv = tiny_args(tiny_data, tmp_path, *args)
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_config_file_supplies_defaults_and_flags_override(tiny_data, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("loss: multibox+repbox\nmax_iter: 7\nlr: 0.02\n")
+    config = parse_config(tiny_args(tiny_data, tmp_path, "--config", str(path), "--lr", "0.05"))
+    assert config.loss == "multibox+repbox" and config.max_iter == 7 and config.lr == 0.05
+    path.write_text("losses: multibox\n")
+    with pytest.raises(ValueError, match="unknown option\\(s\\) losses"):
+        parse_config(tiny_args(tiny_data, tmp_path, "--config", str(path)))
