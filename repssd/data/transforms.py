@@ -125,6 +125,8 @@ class SSDTrainTransform:
         mean: RGB fill of the zoom-out canvas, the model's mean (VGG: 123, 117, 104;
             MobileNet: 127), so that it normalises to about 0.
         min_size: boxes narrower or lower than this many output pixels are dropped.
+        zoom_out: largest zoom-out ratio (the paper's 4; 1 disables zooming out). Smaller values
+            converge faster on short schedules, at some cost in small-object recall.
 
     Zoom-out, crop, flip and resize are one affine map, so the (up to 16x larger) zoom-out
     canvas is never built: the geometry is decided on box coordinates, then a single
@@ -132,8 +134,11 @@ class SSDTrainTransform:
     downscale of the source where the map shrinks more than 2x, against aliasing).
     """
 
-    def __init__(self, size: int = 300, mean: Sequence[float] = (123.0, 117.0, 104.0), min_size: float = 1.0) -> None:
-        self.size, self.min_size = size, min_size
+    def __init__(self, size: int = 300, mean: Sequence[float] = (123.0, 117.0, 104.0), min_size: float = 1.0,
+                 zoom_out: float = 4.0) -> None:
+        if zoom_out < 1.0:
+            raise ValueError(f"zoom_out must be >= 1, got {zoom_out}")
+        self.size, self.min_size, self.zoom_out = size, min_size, zoom_out
         self.mean = tuple(float(round(m)) for m in mean)
 
     def __call__(self, image: np.ndarray, target: dict) -> tuple[Tensor, dict]:
@@ -143,8 +148,8 @@ class SSDTrainTransform:
         height, width = image.shape[:2]
         # zoom out: the image sits at (left, top) of a mean-filled canvas, ratio 1-4 times larger
         region, offset = np.array([0.0, 0.0, width, height]), np.zeros(2)
-        if rng.random() < 0.5:
-            ratio = rng.uniform(1.0, 4.0)
+        if rng.random() < 0.5 and self.zoom_out > 1.0:
+            ratio = rng.uniform(1.0, self.zoom_out)
             canvas_w, canvas_h = int(width * ratio), int(height * ratio)
             offset = np.array([int(rng.uniform(0, canvas_w - width)), int(rng.uniform(0, canvas_h - height))], float)
             region = np.array([0.0, 0.0, canvas_w, canvas_h])

@@ -33,6 +33,7 @@ class TrainConfig:
     train_split: str = _opt("trainval", "training image set / split", "data")
     test_split: str = _opt("test", "evaluation image set / split", "data")
     workers: int = _opt(2, "data-loading worker processes", "data")
+    zoom_out: float = _opt(4.0, "largest zoom-out ratio of the augmentation (the paper's 4; 1: none)", "data")
     # * Loss
     loss: str = _opt("multibox", "loss spec, terms joined by + (multibox+repgt+repbox)", "loss")
     loss_weights: str = _opt("", "output weights, e.g. repgt=0.5,repbox=0.5", "loss")
@@ -40,8 +41,9 @@ class TrainConfig:
     iou_threshold: float = _opt(0.5, "matching IoU threshold", "loss")
     # * Optimisation
     batch_size: int = _opt(32, "images per step (per process)", "optim")
-    lr: float = _opt(1e-3, "base learning rate (SGD)", "optim")
-    momentum: float = _opt(0.9, "SGD momentum", "optim")
+    optimizer: str = _opt("sgd", "sgd (SSD's) | adamw (faster from scratch)", "optim", choices=("sgd", "adamw"))
+    lr: float = _opt(1e-3, "base learning rate", "optim")
+    momentum: float = _opt(0.9, "SGD momentum (AdamW: beta1)", "optim")
     weight_decay: float = _opt(5e-4, "weight decay", "optim")
     schedule: str = _opt("multistep", "multistep | cosine", "optim", choices=("multistep", "cosine"))
     milestones: str = _opt("0.67,0.83", "multistep: fractions of the run where lr drops", "optim")

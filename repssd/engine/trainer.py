@@ -62,7 +62,8 @@ class Trainer:
         probe = build_model(c.model, 2, spec=c.prior_spec, **self._model_options())
         mean = probe.normalize.mean.flatten().tolist()
         self.image_size = probe.image_size
-        self.train_set = open_dataset(c.dataset, c.data_root, c.train_split, SSDTrainTransform(self.image_size, mean))
+        self.train_set = open_dataset(c.dataset, c.data_root, c.train_split,
+                                      SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out))
         if len(self.train_set) == 0:
             raise ConfigError(f"{c.data_root}: the {c.train_split!r} split has no usable images")
         self.classes = class_names(self.train_set)
@@ -110,7 +111,10 @@ class Trainer:
         groups = {"backbone": c.lr_base_mult, "extras": c.lr_extras_mult, "head": c.lr_heads_mult}
         params = [{"params": [p for n, p in self.model.named_parameters() if n.split(".")[0] == part],
                    "lr": c.lr * mult, "name": part} for part, mult in groups.items()]
-        self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if c.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=c.lr, betas=(c.momentum, 0.999), weight_decay=c.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
 
     def _lr_factor(self, iteration: int) -> float:

@@ -1,0 +1,1 @@
+"""Ablation configs and the runner (``python -m experiments.ablation``)."""
