@@ -15,15 +15,14 @@ from pathlib import Path
 
 import cv2
 
-from .data import SSDTestTransform
 from .data.factory import open_dataset
 from .data.synthetic import generate
 
 # the CPU-sized recipe (experiments/synthetic_crowd.yaml uses the same)
 RECIPE = ["--model", "mb1_ssdlite", "--width-mult", "0.5", "--dataset", "synthetic", "--train-split", "train",
           "--test-split", "test", "--loss", "multibox+repgt", "--batch-size", "16", "--lr", "0.05", "--warmup", "50",
-          "--schedule", "cosine", "--workers", "1", "--log-every", "20", "--checkpoint-every", "100",
-          "--no-eval-at-end"]
+          "--schedule", "cosine", "--zoom-out", "1.5", "--workers", "1", "--log-every", "20",
+          "--checkpoint-every", "100", "--no-eval-at-end"]
 
 
 def draw_examples(weights: Path, data: Path, out: Path, count: int = 4) -> list[Path]:
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"), help="synthetic dataset folder")
-    parser.add_argument("--max-iter", type=int, default=400, help="training iterations (batch 16)")
+    parser.add_argument("--max-iter", type=int, default=450, help="training iterations (batch 16)")
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--test-images", type=int, default=150)
     opts = parser.parse_args(argv)

@@ -32,3 +32,12 @@ def strategy(request, monkeypatch):
         import repssd.batching
         monkeypatch.setattr(repssd.batching, "cpu_strategy", lambda device: False)
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """6 training and 2 test images of the synthetic crowd set, 96 px wide (cheap to decode)."""
+    from repssd.data.synthetic import generate
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root, train=6, test=2, seed=5, size=96)
+    return root

@@ -65,7 +65,6 @@ def test_bad_ablation_config_is_one_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["ablation.ipynb", "repulsion_explained.ipynb"])
 def test_notebooks_execute_without_errors(name, ablation_dir, monkeypatch):
     monkeypatch.setenv("REPSSD_ABLATION_DIR", str(ablation_dir))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     book = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     outputs = [o for cell in book.cells if cell.cell_type == "code" for o in cell.outputs]

@@ -1,6 +1,7 @@
 """The training engine behind train.py: build, step, log, checkpoint, evaluate, resume."""
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -13,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..convert import WeightsError, convert_state_dict, load_weights, read_weights
+from ..convert import WeightsError, load_weights, read_weights
 from ..data import SSDTestTransform, SSDTrainTransform, collate
 from ..data.factory import class_names, open_dataset
 from ..eval import DetectionEvaluator
@@ -150,7 +151,6 @@ class Trainer:
         save_checkpoint(folder / "last.pth", state)
 
     def write_config(self) -> None:
-        import json
         record = {**config_dict(self.config), "class_names": list(self.classes), "max_iter_resolved": self.max_iter,
                   "model_options": self._model_options()}
         (self.out / "config.json").write_text(json.dumps(record, indent=1))

@@ -18,7 +18,7 @@ from repssd.data import SSDTestTransform
 from repssd.engine.config import parse_config
 from repssd.engine.trainer import Trainer, TrainingError
 
-from conftest import tiny_args
+from training_args import tiny_args
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 from repssd.engine.config import parse_config
 from repssd.engine.trainer import Trainer
 
-from conftest import tiny_args
+from training_args import tiny_args
 
 visdom = pytest.importorskip("visdom")
 

@@ -1,14 +1,4 @@
-import pytest
-
-from repssd.data.synthetic import generate
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
-    """6 training and 2 test images of the synthetic crowd set, 96 px wide (cheap to decode)."""
-    root = tmp_path_factory.mktemp("tiny")
-    generate(root, train=6, test=2, seed=5, size=96)
-    return root
+"""Command-line arguments of a tiny, fast training run for the engine tests."""
 
 
 def tiny_args(data, out, *extra):
