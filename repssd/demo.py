@@ -26,14 +26,14 @@ RECIPE = ["--model", "mb1_ssdlite", "--width-mult", "0.5", "--dataset", "synthet
 
 
 def draw_examples(weights: Path, data: Path, out: Path, count: int = 4) -> list[Path]:
-    """Annotated copies of the first ``count`` test images, detections above 0.4."""
+    """Annotated copies of the first ``count`` test images, detections above 0.3."""
     from .convert import load_model
     from .detector import Detector
     from .visualize import draw_detections
 
     model, config = load_model(weights)
     dataset = open_dataset("synthetic", data, "test")
-    detector = Detector(model, conf_thresh=0.4, top_k=50)
+    detector = Detector(model, conf_thresh=0.3, top_k=50)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     images = [dataset.load(i)[0] for i in range(min(count, len(dataset)))]
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"), help="synthetic dataset folder")
-    parser.add_argument("--max-iter", type=int, default=450, help="training iterations (batch 16)")
+    parser.add_argument("--max-iter", type=int, default=650, help="training iterations (batch 16)")
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--test-images", type=int, default=150)
     opts = parser.parse_args(argv)
