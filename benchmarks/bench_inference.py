@@ -13,10 +13,8 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import onnxruntime as ort
@@ -24,21 +22,11 @@ import torch
 from torchvision.models.detection import ssd300_vgg16
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import median_times  # noqa: E402
 from repssd.convert import from_torchvision  # noqa: E402
 from repssd.export import ExportModule, export_onnx  # noqa: E402
 from repssd.models import build_model  # noqa: E402
 from repssd.postprocess import detect  # noqa: E402
-
-
-def median_times(paths: dict, repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for round_ in range(repeats + 1):
-        for name, fn in paths.items():
-            start = time.perf_counter()
-            fn()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def report(title: str, times: dict[str, float], batch: int, reference: str) -> None:
@@ -66,12 +54,12 @@ def main() -> None:
         head = tv.head(list(tv.backbone(x).values()))
         torch.testing.assert_close(loc, head["bbox_regression"], rtol=1e-4, atol=1e-4)
         net = median_times({"torchvision backbone + head": lambda: tv.head(list(tv.backbone(x).values())),
-                            "repssd ssd300_vgg16": lambda: ours(x)}, opts.repeats)
+                            "repssd ssd300_vgg16": lambda: ours(x)}, repeats=opts.repeats)
         report("SSD300 network, normalised input -> (loc, conf)", net, opts.batch, "torchvision backbone + head")
         floats = [im.float() / 255 for im in images]
         e2e = median_times({"torchvision model(images)": lambda: tv(floats),
                             "repssd preprocess+model+detect": lambda: detect(*ours(ours.preprocess(images)), ours.priors)},
-                           opts.repeats)
+                           repeats=opts.repeats)
         report("SSD300 end to end, uint8 images -> detections", e2e, opts.batch, "torchvision model(images)")
 
     for name in ("ssd300_vgg16", "mb2_ssdlite"):
@@ -87,7 +75,7 @@ def main() -> None:
             boxes = graph(images.float())[0]
             torch.testing.assert_close(torch.from_numpy(session.run(None, feed)[0]), boxes, rtol=1e-4, atol=1e-4)
             times = median_times({"eager PyTorch": lambda: graph(images.float()),
-                                  "onnxruntime": lambda: session.run(None, feed)}, opts.repeats)
+                                  "onnxruntime": lambda: session.run(None, feed)}, repeats=opts.repeats)
         report(f"{name} exported graph (normalise, network, softmax, decode)", times, opts.batch, "eager PyTorch")
 
 

@@ -15,20 +15,17 @@ B=32 are printed (repssd counted on the ``meta`` device, which is what a GPU wou
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.models.detection import ssd300_vgg16
 from torchvision.ops import box_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import OpCounter, median_times, ssd_pytorch_match  # noqa: E402
 from repssd.boxes import cxcywh_to_xyxy  # noqa: E402
-from repssd.coder import encode  # noqa: E402
 from repssd.losses import build_criterion  # noqa: E402
 from repssd.priors import generate_priors  # noqa: E402
 
@@ -76,21 +73,6 @@ def torchvision_step(loc, conf, priors, boxes, labels, valid):
     return total
 
 
-def ssd_pytorch_match(threshold, truths, priors, labels):
-    overlaps = box_iou(truths, cxcywh_to_xyxy(priors))
-    best_prior_overlap, best_prior_idx = overlaps.max(1, keepdim=True)
-    best_truth_overlap, best_truth_idx = overlaps.max(0, keepdim=True)
-    best_truth_idx.squeeze_(0)
-    best_truth_overlap.squeeze_(0)
-    best_prior_idx.squeeze_(1)
-    best_truth_overlap.index_fill_(0, best_prior_idx, 2)
-    for j in range(best_prior_idx.size(0)):
-        best_truth_idx[best_prior_idx[j]] = j
-    conf = labels[best_truth_idx]
-    conf[best_truth_overlap < threshold] = 0
-    return encode(truths[best_truth_idx], priors), conf
-
-
 def ssd_pytorch_step(loc, conf, priors, boxes, labels, valid):
     loc, conf = loc.detach().requires_grad_(), conf.detach().requires_grad_()
     num, num_priors = loc.shape[:2]
@@ -98,7 +80,7 @@ def ssd_pytorch_step(loc, conf, priors, boxes, labels, valid):
     conf_t = torch.zeros(num, num_priors, dtype=torch.long, device=loc.device)
     for b in range(num):
         n = int(valid[b].sum())
-        loc_t[b], conf_t[b] = ssd_pytorch_match(0.5, boxes[b, :n], priors, labels[b, :n])
+        conf_t[b], loc_t[b] = ssd_pytorch_match(0.5, boxes[b, :n], priors, labels[b, :n])
     pos = conf_t > 0
     loss_l = F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="sum")
     batch_conf = conf.view(-1, NUM_CLASSES)
@@ -118,35 +100,12 @@ def ssd_pytorch_step(loc, conf, priors, boxes, labels, valid):
     return total
 
 
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def count_ops(fn, batch, max_gt, device):
     loc, conf, boxes, labels, valid = make_batch(batch, max_gt, device)
     priors = generate_priors("ssd300_voc", device=device)
     with OpCounter() as counter:
         fn(loc, conf, priors, boxes, labels, valid)
     return counter.count
-
-
-def median_times(paths: dict, args, repeats: int, sync) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for round_ in range(repeats + 1):
-        for name, fn in paths.items():
-            sync()
-            start = time.perf_counter()
-            fn(*args)
-            sync()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:

@@ -11,20 +11,17 @@ dispatches at B=2 and B=32 (on a GPU each is a kernel launch).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.models.detection._utils import BoxCoder, SSDMatcher
 from torchvision.ops import box_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import OpCounter, median_times, ssd_pytorch_match  # noqa: E402
 import repssd.matcher as repssd_matcher  # noqa: E402
 from repssd.boxes import cxcywh_to_xyxy  # noqa: E402
-from repssd.coder import encode  # noqa: E402
 from repssd.priors import generate_priors  # noqa: E402
 
 
@@ -40,22 +37,7 @@ def make_batch(batch: int, max_gt: int, seed: int = 0):
     return boxes, labels, valid
 
 
-# --- (a) ssd.pytorch's algorithm, one image at a time (layers/box_utils.py match + encode) ---
-def ssd_pytorch_match(threshold, truths, priors, labels):
-    overlaps = box_iou(truths, cxcywh_to_xyxy(priors))
-    best_prior_overlap, best_prior_idx = overlaps.max(1, keepdim=True)
-    best_truth_overlap, best_truth_idx = overlaps.max(0, keepdim=True)
-    best_truth_idx.squeeze_(0)
-    best_truth_overlap.squeeze_(0)
-    best_prior_idx.squeeze_(1)
-    best_truth_overlap.index_fill_(0, best_prior_idx, 2)
-    for j in range(best_prior_idx.size(0)):
-        best_truth_idx[best_prior_idx[j]] = j
-    conf = labels[best_truth_idx]
-    conf[best_truth_overlap < threshold] = 0
-    return conf, encode(truths[best_truth_idx], priors)
-
-
+# --- (a) ssd.pytorch's algorithm, one image at a time (common.ssd_pytorch_match) ---
 def loop_ssd_pytorch(priors, boxes, labels, valid):
     conf_t = torch.zeros(boxes.shape[0], priors.shape[0], dtype=torch.int64)
     loc_t = torch.zeros(boxes.shape[0], priors.shape[0], 4)
@@ -89,33 +71,11 @@ def batched_repssd(priors, boxes, labels, valid):
     return m.labels, m.loc_targets(boxes, priors)
 
 
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def count_ops(fn, priors, batch, max_gt, device="cpu"):
     args = [t.to(device) for t in make_batch(batch, max_gt)]
     with OpCounter() as counter:
         fn(priors.to(device), *args)
     return counter.count
-
-
-def median_times(paths: dict, args, repeats: int) -> dict[str, float]:
-    """Median seconds per path; the paths take turns so machine noise hits them alike."""
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for round_ in range(repeats + 1):
-        for name, fn in paths.items():
-            start = time.perf_counter()
-            fn(*args)
-            if round_:  # round 0 warms up
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def check_agreement(results):

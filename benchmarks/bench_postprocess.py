@@ -11,15 +11,14 @@ The script checks that each peer finds the same detections as repssd, then times
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torchvision.models.detection import ssd300_vgg16
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import median_times  # noqa: E402
 from repssd.boxes import cxcywh_to_xyxy  # noqa: E402
 from repssd.coder import decode  # noqa: E402
 from repssd.matcher import match  # noqa: E402
@@ -102,17 +101,6 @@ def same(a: list, b: list, what: str) -> None:
         torch.testing.assert_close(*scores, rtol=0, atol=1e-5, msg=what)
 
 
-def median_times(paths: dict, repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for round_ in range(repeats + 1):
-        for name, fn in paths.items():
-            start = time.perf_counter()
-            fn()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
@@ -142,7 +130,7 @@ def main() -> None:
             alike = detect(loc, conf, priors, clip=False, candidates=200, top_k=200 * NUM_CLASSES)
             same([sorted(zip(d.scores.tolist(), d.labels.tolist()), reverse=True) for d in alike],
                  ssd_pytorch_as_lists(paths["ssd.pytorch Detect"]()), "ssd.pytorch")
-        times = median_times(paths, opts.repeats)
+        times = median_times(paths, repeats=opts.repeats)
     kept = sum(len(d) for d in ours)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={opts.batch}, P={priors.shape[0]}, "
           f"C={NUM_CLASSES}, scores={opts.scores}; {kept} detections, the same from every path")
