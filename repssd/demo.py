@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"), help="synthetic dataset folder")
-    parser.add_argument("--max-iter", type=int, default=650, help="training iterations (batch 16)")
+    parser.add_argument("--max-iter", type=int, default=600, help="training iterations (batch 16)")
     parser.add_argument("--train-images", type=int, default=800)
     parser.add_argument("--test-images", type=int, default=150)
     opts = parser.parse_args(argv)
