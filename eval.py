@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from repssd.convert import WeightsError, _config_beside, load_model
+from repssd.convert import WeightsError, config_beside, load_model
 from repssd.data import DatasetError, SSDTestTransform
 from repssd.data.factory import DATASET_KINDS, class_names, open_dataset
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     if not opts.weights and not opts.detections:
         return fail("give --weights (run the model) or --detections (re-score saved detections)")
-    config = _config_beside(opts.weights) if opts.weights and opts.weights.is_file() else {}
+    config = config_beside(opts.weights) if opts.weights and opts.weights.is_file() else {}
     kind = opts.dataset or config.get("dataset")
     root = opts.data_root or (Path(config["data_root"]) if config.get("data_root") else None)
     split = opts.split or config.get("test_split", "test")

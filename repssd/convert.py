@@ -28,7 +28,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["WeightsError", "load_weights", "read_weights", "convert_state_dict", "detect_format",
-           "infer_num_classes", "from_torchvision", "load_model"]
+           "infer_num_classes", "from_torchvision", "load_model",
+           "config_beside"]
 
 StateDict = Mapping[str, Tensor]
 
@@ -162,7 +163,7 @@ def _load_state(model: nn.Module, state: StateDict, fmt: str, path: str | Path) 
     model.load_state_dict(state, strict=fmt != "vgg16_reducedfc")
 
 
-def _config_beside(path: Path) -> dict:
+def config_beside(path: Path) -> dict:
     """The training config saved with a checkpoint: ``DIR/config.json`` for ``DIR/checkpoints/x.pth``
     or ``DIR/x.pth``; empty when there is none."""
     for folder in (path.parent, path.parent.parent):
@@ -192,7 +193,7 @@ def load_model(path: str | Path, name: str | None = None, spec: str | None = Non
     state, fmt = read_weights(path)
     if fmt == "vgg16_reducedfc":
         raise WeightsError(f"{path}: VGG16 base-net weights have no detection head; start training from them instead")
-    config = _config_beside(path)
+    config = config_beside(path)
     name = name or config.get("model") or ("ssd300_vgg16" if fmt in ("ssd.pytorch", "torchvision") else None)
     if name is None:
         raise WeightsError(f"{path}: cannot tell the architecture; pass the model name (one of {', '.join(MODELS)})")

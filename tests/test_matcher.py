@@ -1,7 +1,6 @@
 """Batched matching against a per-image transcription of ssd.pytorch's ``match()``."""
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import repssd.matcher as matcher_module
 from repssd.batching import cpu_chunks
@@ -10,7 +9,7 @@ from repssd.coder import encode
 from repssd.matcher import match
 from repssd.priors import generate_priors
 
-from conftest import DEVICES, make_random_boxes
+from conftest import DEVICES, OpCounter, make_random_boxes
 
 
 def ssd_pytorch_match(threshold, truths, priors, labels):
@@ -156,16 +155,6 @@ def test_invalid_threshold_is_rejected():
     with pytest.raises(ValueError, match="iou_threshold"):
         match(generate_priors("ssd300_voc"), torch.zeros(1, 1, 4), torch.ones(1, 1, dtype=torch.long),
               torch.ones(1, 1, dtype=torch.bool), iou_threshold=0.0)
-
-
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def count_match_ops(batch, device="meta"):

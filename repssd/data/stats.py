@@ -22,16 +22,15 @@ from ..eval.crowd import crowd_mask
 from .base import DatasetError, DetectionDataset
 from .coco import COCODetection
 from .crowdhuman import CrowdHumanDetection
-from .voc import VOCDetection, read_classes
+from .factory import open_dataset as factory_open
 
 __all__ = ["dataset_stats", "format_stats", "open_dataset"]
 
 
 def open_dataset(kind: str, path: Path, split: str = "trainval", images: Path | None = None,
                  box: str = "fbox") -> DetectionDataset:
-    if kind == "voc":
-        classes = read_classes(path) if (path / "classes.txt").is_file() else None
-        return VOCDetection(path, split, classes=classes)
+    if kind == "voc":  # a VOC-layout folder, its classes from classes.txt when it has one
+        return factory_open("voc", path, split)
     if images is None:
         raise DatasetError(f"{kind} needs --images, the folder of its image files")
     if kind == "coco":

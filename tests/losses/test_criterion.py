@@ -6,13 +6,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from repssd.losses import TERMS, LossContext, LossTerm, build_criterion, parse_weights, register
 from repssd.matcher import match
 from repssd.priors import generate_priors
 
-from conftest import DEVICES, make_random_boxes
+from conftest import DEVICES, OpCounter, make_random_boxes
 
 
 def batch(b, g=6, seed=0, device="cpu", num_classes=21, priors="ssd300_voc"):
@@ -107,16 +106,6 @@ def test_a_new_term_plugs_in(example_term):
     torch.testing.assert_close(out["boxsize"], expected)
     with pytest.raises(ValueError, match="registered twice"):
         register("boxsize")(example_term)
-
-
-class OpCounter(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def count_step(spec, b):
