@@ -1,12 +1,27 @@
-"""Loss ablations: a grid of loss specs x seeds, trained and evaluated, one results table.
+"""Loss ablations and validated sweeps: cells (a loss spec with its options) x seeds, trained,
+evaluated, compared with the baseline.
 
-    python -m experiments.ablation --config experiments/synthetic_crowd.yaml [--output-dir DIR]
+    python -m experiments.ablation --config experiments/synthetic_sweep.yaml [--output-dir DIR] [--stage select|final]
 
-For every (spec, seed) the runner trains ``OUTPUT/<spec>/seed<k>`` (resuming an interrupted run,
-skipping a finished one), evaluates it (VOC07 mAP, crowd mAP, and AP / MR^-2 of the person class)
-and writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` and ``OUTPUT/ablation.png``. The config
-(YAML) names the specs, the seeds, the shared training options and, for the synthetic set, how to
-generate it when it is missing.
+A config names ``cells`` (``name: {loss, loss_options, loss_weights, loss_warmup}``; a plain list
+``specs`` of loss specs also works), ``seeds``, the shared ``train`` options and, for the
+synthetic set, how to ``generate`` it when missing. Every run lives in ``OUTPUT/<cell>/seed<k>``
+and is resumed if interrupted, skipped if finished; its evaluation on a split is cached as
+``metrics_<split>.json`` (with ``outcomes_<split>.npz`` for the bootstrap).
+
+With ``select_split`` (e.g. ``val``) the runner works in two stages:
+
+1. **select** (runs in ``OUTPUT/select/``, with ``train`` updated by ``select_train``, e.g. a
+   shorter schedule): every cell x ``seeds``, scored on ``select_split`` only. Finalists: the
+   ``baseline`` plus the ``finalists`` named in the config, or (``finalists: auto``) the
+   ``num_finalists`` cells of highest crowd mAP among those whose mAP is not below the
+   baseline's by more than one standard deviation.
+2. **final** (``OUTPUT/final/``, the ``train`` options): the finalists x ``final_seeds``, scored once on
+   ``train.test_split``, with each finalist's paired difference from the baseline over seeds and
+   a paired bootstrap over test images (95% intervals of the mAP and crowd-mAP differences).
+
+Without ``select_split`` there is one stage: every cell x ``seeds`` on ``train.test_split``.
+Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` and ``OUTPUT/ablation.png``.
 """
 from __future__ import annotations
 
@@ -21,105 +36,111 @@ import yaml
 
 from repssd.data import SSDTestTransform
 from repssd.data.factory import class_names, open_dataset
-from repssd.engine.config import ConfigError, TrainConfig
+from repssd.engine.config import ConfigError, TrainConfig, parse_options
 from repssd.eval import DetectionEvaluator
+from repssd.eval.bootstrap import Outcomes, detection_outcomes
 from repssd.eval.inference import ground_truth_of, predict_dataset
+from repssd.losses import build_criterion, parse_weights
 
-__all__ = ["load_ablation", "run_one", "summarise", "main"]
+from .report import compare_final, markdown, plot, select_finalists, summarise
+
+__all__ = ["load_ablation", "run_one", "evaluate_run", "main"]
+
+CELL_KEYS = ("loss", "loss_options", "loss_weights", "loss_warmup")
 
 
 def load_ablation(path: Path) -> dict:
+    """The config, with ``cells`` normalised and every cell's loss checked before any training."""
     try:
         config = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot read the ablation config ({err})") from None
-    if not isinstance(config, dict) or not config.get("specs") or not isinstance(config.get("train"), dict):
-        raise ConfigError(f"{path}: needs 'specs' (a list of loss specs) and 'train' (training options)")
+    if not isinstance(config, dict) or not (config.get("specs") or config.get("cells")) \
+            or not isinstance(config.get("train"), dict):
+        raise ConfigError(f"{path}: needs 'cells' (or 'specs', a list of loss specs) and 'train' (training options)")
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(config["train"]) - known)
+    unknown = sorted((set(config["train"]) | set(config.get("select_train", {}))) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown training option(s) {', '.join(unknown)}")
+    cells = config.get("cells") or {spec: {"loss": spec} for spec in config["specs"]}
+    for name, cell in cells.items():
+        if not isinstance(cell, dict) or not cell.get("loss") or set(cell) - set(CELL_KEYS):
+            raise ConfigError(f"{path}: cell {name!r} must be a mapping with 'loss' and optionally "
+                              f"{', '.join(CELL_KEYS[1:])}")
+        try:
+            build_criterion(cell["loss"], parse_weights(str(cell.get("loss_weights", ""))),
+                            warmup=int(cell.get("loss_warmup", 0)),
+                            **parse_options(str(cell.get("loss_options", ""))))
+        except ValueError as err:
+            raise ConfigError(f"{path}: cell {name!r}: {err}") from None
+    config["cells"] = cells
     config.setdefault("seeds", [0])
+    config.setdefault("final_seeds", config["seeds"])
+    config.setdefault("baseline", next(iter(cells)))
     config.setdefault("output_dir", f"runs/ablation_{path.stem}")
+    if config["baseline"] not in cells:
+        raise ConfigError(f"{path}: baseline {config['baseline']!r} is not a cell")
     return config
 
 
-def run_dir(out: Path, spec: str, seed: int) -> Path:
-    return out / spec / f"seed{seed}"
+def run_dir(out: Path, cell: str, seed: int) -> Path:
+    return out / cell / f"seed{seed}"
 
 
-def run_one(config: dict, spec: str, seed: int, out: Path) -> dict:
-    """Train (or resume) and evaluate one run; returns its metrics (cached in ``metrics.json``)."""
+def run_one(config: dict, cell: str, seed: int, out: Path, train: dict):
+    """Train (or resume) one run with the training options ``train``; returns the trained
+    :class:`~repssd.engine.trainer.Trainer` (None when the run had finished before)."""
     from repssd.engine.trainer import Trainer
 
-    folder = run_dir(out, spec, seed)
-    done = folder / "metrics.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    train = TrainConfig(**{**config["train"], "loss": spec, "seed": seed, "output_dir": str(folder),
+    folder = run_dir(out, cell, seed)
+    train = TrainConfig(**{**train, **config["cells"][cell], "seed": seed, "output_dir": str(folder),
                            "resume": "auto", "eval_at_end": False})
     train.validate()
+    if (folder / "checkpoints" / "last.pth").exists() and (folder / "done").exists():
+        return None
     trainer = Trainer(train)
     trainer.fit()
-    dataset = open_dataset(train.dataset, train.data_root, train.test_split, SSDTestTransform(trainer.image_size))
-    detections = predict_dataset(trainer.model, dataset, batch_size=train.batch_size, workers=0, progress=False)
-    evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True,
-                                   crowd_iou=config.get("crowd_iou", 0.1))
-    evaluator.process(detections, ground_truth_of(dataset))
+    (folder / "done").write_text(f"{trainer.iteration}\n")
+    return trainer
+
+
+def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, train: dict) -> dict:
+    """Train if needed, then score the run on ``split`` (cached): VOC07 mAP, crowd mAP, person
+    AP / MR^-2, and the detection outcomes the bootstrap needs."""
+    folder = run_dir(out, cell, seed)
+    done = folder / f"metrics_{split}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    trainer = run_one(config, cell, seed, out, train)
+    if trainer is None:
+        from repssd.convert import load_model
+        model, _ = load_model(folder / "checkpoints" / "last.pth")
+    else:
+        model = trainer.model
+    dataset = open_dataset(train.get("dataset", "synthetic"), train.get("data_root", "data/synthetic"), split,
+                           SSDTestTransform(model.image_size))
+    detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0, progress=False)
+    ground_truth = ground_truth_of(dataset)
+    crowd_iou = config.get("crowd_iou", 0.1)
+    evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True, crowd_iou=crowd_iou)
+    evaluator.process(detections, ground_truth)
     report = evaluator.evaluate()
-    metrics = {"spec": spec, "seed": seed, "map": report["map"], "crowd_map": report["crowd"]["map"],
+    plain, crowd = (detection_outcomes(detections, ground_truth, crowd_iou=c) for c in (None, crowd_iou))
+    np.savez_compressed(folder / f"outcomes_{split}.npz", **{f"{prefix}_{k}": getattr(o, k) for prefix, o in
+                                                            (("all", plain), ("crowd", crowd)) for k in Outcomes.__annotations__})
+    metrics = {"cell": cell, "seed": seed, "split": split, "map": report["map"], "crowd_map": report["crowd"]["map"],
                "ap": report["ap"], "crowd_ap": report["crowd"]["ap"], "person_ap": report["crowdhuman"]["ap"],
                "person_mr": report["crowdhuman"]["mr"], "crowd_boxes": report["crowd"]["num_boxes"],
-               "iterations": trainer.iteration}
+               "num_images": report["num_images"], "iterations": int((folder / "done").read_text())}
     done.write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
-def summarise(runs: list[dict], specs: list[str]) -> dict:
-    """Mean and standard deviation over seeds of every metric, per spec."""
-    table = {}
-    for spec in specs:
-        mine = [r for r in runs if r["spec"] == spec]
-        if not mine:
-            continue
-        row = {"seeds": [r["seed"] for r in mine]}
-        for key in ("map", "crowd_map", "person_ap", "person_mr"):
-            values = np.array([r[key] for r in mine], dtype=float)
-            row[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-        classes = sorted({c for r in mine for c in r["ap"]})
-        row["ap"] = {c: float(np.mean([r["ap"].get(c, np.nan) for r in mine])) for c in classes}
-        row["crowd_ap"] = {c: float(np.mean([r["crowd_ap"].get(c, np.nan) for r in mine])) for c in classes}
-        table[spec] = row
-    return table
-
-
-def markdown(table: dict, title: str) -> str:
-    lines = [f"# {title}", "", "| loss | mAP | crowd mAP | person AP | person MR^-2 | seeds |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for spec, row in table.items():
-        cells = [f"{row[k]['mean']:.4f} ± {row[k]['std']:.4f}" for k in ("map", "crowd_map", "person_ap", "person_mr")]
-        lines.append(f"| {spec} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
-    return "\n".join(lines) + "\n\n(mean ± standard deviation over seeds; MR^-2: lower is better)\n"
-
-
-def plot(table: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    specs = list(table)
-    x = np.arange(len(specs))
-    fig, ax = plt.subplots(figsize=(1.8 * len(specs) + 2, 4))
-    for offset, key, label in ((-0.2, "map", "mAP"), (0.2, "crowd_map", "crowd mAP")):
-        ax.bar(x + offset, [table[s][key]["mean"] for s in specs], 0.4, yerr=[table[s][key]["std"] for s in specs],
-               label=label, capsize=3)
-    ax.set_xticks(x, specs, rotation=15)
-    ax.set(ylabel="AP (VOC07)", title="loss ablation")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def load_outcomes(out: Path, cell: str, seed: int, split: str) -> dict[str, Outcomes]:
+    """``{"all": Outcomes, "crowd": Outcomes}`` saved by :func:`evaluate_run`."""
+    with np.load(run_dir(out, cell, seed) / f"outcomes_{split}.npz") as data:
+        return {prefix: Outcomes(**{k: data[f"{prefix}_{k}"] for k in Outcomes.__annotations__})
+                for prefix in ("all", "crowd")}
 
 
 def ensure_data(config: dict) -> None:
@@ -132,11 +153,47 @@ def ensure_data(config: dict) -> None:
         make(root, **generate)
 
 
+def _stage(config: dict, cells: list[str], seeds: list[int], split: str, out: Path, train: dict) -> list[dict]:
+    runs = []
+    for cell in cells:
+        for seed in seeds:
+            print(f"== {cell}, seed {seed} ({split}, {out})", flush=True)
+            runs.append(evaluate_run(config, cell, seed, out, split, train))
+    return runs
+
+
+def run_stages(config: dict, out: Path, stage: str | None = None) -> dict:
+    """Run the stages the config asks for (see the module docstring); returns the results."""
+    cells, test_split = list(config["cells"]), config["train"].get("test_split", "test")
+    select_split = config.get("select_split")
+    results: dict = {"config": config, "stages": {}}
+    if select_split is None:
+        runs = _stage(config, cells, config["seeds"], test_split, out, config["train"])
+        results["stages"]["final"] = {"split": test_split, "runs": runs, "table": summarise(runs, cells, config),
+                                      "comparisons": compare_final(config, out, cells, config["seeds"], test_split,
+                                                                   load_outcomes)}
+        return results
+    runs = _stage(config, cells, config["seeds"], select_split, out / "select",
+                  {**config["train"], **config.get("select_train", {})})
+    table = summarise(runs, cells, config)
+    finalists = select_finalists(config, table)
+    results["stages"]["select"] = {"split": select_split, "runs": runs, "table": table, "finalists": finalists}
+    if stage == "select":
+        return results
+    runs = _stage(config, finalists, config["final_seeds"], test_split, out / "final", config["train"])
+    results["stages"]["final"] = {"split": test_split, "runs": runs, "table": summarise(runs, finalists, config),
+                                  "comparisons": compare_final(config, out / "final", finalists, config["final_seeds"],
+                                                               test_split, load_outcomes)}
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--output-dir", type=Path)
+    parser.add_argument("--stage", choices=("select", "final"), help="stop after the selection stage, or run both "
+                        "(final; the default)")
     opts = parser.parse_args(argv)
     try:
         config = load_ablation(opts.config)
@@ -146,16 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     out = opts.output_dir or Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     ensure_data(config)
-    runs = []
-    for spec in config["specs"]:
-        for seed in config["seeds"]:
-            print(f"== {spec}, seed {seed}")
-            runs.append(run_one(config, spec, seed, out))
-    table = summarise(runs, config["specs"])
-    (out / "results.json").write_text(json.dumps({"config": config, "runs": runs, "table": table}, indent=1))
-    (out / "results.md").write_text(markdown(table, f"Ablation: {opts.config.stem}"))
-    plot(table, out / "ablation.png")
-    print(markdown(table, f"Ablation: {opts.config.stem}"))
+    results = run_stages(config, out, opts.stage)
+    text = markdown(results, f"Ablation: {opts.config.stem}")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(text)
+    plot(results, out / "ablation.png")
+    print(text)
     print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'ablation.png'}")
     return 0
 

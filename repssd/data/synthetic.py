@@ -5,15 +5,20 @@ textured backgrounds, drawn back to front so that nearer figures occlude farther
 scene is a pure function of (seed, split, index). The same scenes are written in three formats,
 so every loader runs on real files:
 
-    DIR/JPEGImages/<id>.jpg, DIR/Annotations/<id>.xml, DIR/ImageSets/Main/{train,test,trainval}.txt,
+    DIR/JPEGImages/<id>.jpg, DIR/Annotations/<id>.xml, DIR/ImageSets/Main/{train,val,test,trainval}.txt,
     DIR/classes.txt                                  VOC layout (VOCDetection, classes from classes.txt)
-    DIR/coco/instances_{train,test}.json             COCO (person = category 1, car = 3)
-    DIR/crowdhuman/annotation_{train,test}.odgt      CrowdHuman: persons with fbox / vbox / hbox;
+    DIR/coco/instances_{train,val,test}.json         COCO (person = category 1, car = 3)
+    DIR/crowdhuman/annotation_{train,val,test}.odgt  CrowdHuman: persons with fbox / vbox / hbox;
                                                      cars as "mask" (ignore) regions
 
 Boxes are full extents (clipped to the image); ``vbox`` is the visible part. Figures less than
 15% visible, or less than 4 pixels wide or high inside the image, are left out of every format,
 as nobody could label them.
+
+Splits: ``train``, ``val`` (for choosing settings: ablation sweeps select on it) and ``test``
+(touched once, for the finalists); ``trainval`` = train + val. Presets (``PRESETS``):
+``default`` (about 6 people per image, the demo's set) and ``crowdhuman`` (denser groups, closer
+to CrowdHuman's 22.6 persons and 2.4 pairs with IoU > 0.5 per image; see ``repssd.data.stats``).
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ __all__ = ["CLASSES", "COCO_CATEGORY_IDS", "Scene", "render_scene", "generate"]
 CLASSES = ("person", "car")
 COCO_CATEGORY_IDS = (1, 3)  # COCO's own ids for person and car: exercises the id -> label map
 MIN_VISIBLE = 0.15
-_SPLIT_CODES = {"train": 1, "test": 2}
+_SPLIT_CODES = {"train": 1, "test": 2, "val": 3}
+PRESETS = {"default": {"size": 300, "density": 6.0}, "crowdhuman": {"size": 300, "density": 16.0}}
 
 
 @dataclass
@@ -196,14 +202,19 @@ def _xywh(box: list[float]) -> list[float]:
     return [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2), round(box[3] - box[1], 2)]
 
 
-def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 300, density: float = 6.0) -> dict:
-    """Write the dataset (see the module docstring); returns counts per split."""
+def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 300, density: float = 6.0,
+             val: int = 0) -> dict:
+    """Write the dataset (see the module docstring); returns counts per split.
+
+    Scene ``i`` of a split depends only on (seed, split, i, size, density), so a set made with
+    more images of a split holds the smaller one's as a prefix.
+    """
     out = Path(out)
     for folder in ("JPEGImages", "Annotations", "ImageSets/Main", "coco", "crowdhuman"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     counts = {}
-    for split, number in (("train", train), ("test", test)):
+    for split, number in (("train", train), ("val", val), ("test", test)):
         ids, images, annotations, odgt = [], [], [], []
         for index in range(number):
             scene = render_scene(np.random.default_rng([seed, _SPLIT_CODES[split], index]), size, density)
@@ -229,7 +240,8 @@ def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 
             {"images": images, "annotations": annotations, "categories": categories}))
         (out / "crowdhuman" / f"annotation_{split}.odgt").write_text("".join(line + "\n" for line in odgt))
         counts[split] = {"images": number, "objects": len(annotations)}
-    (out / "ImageSets" / "Main" / "trainval.txt").write_text((out / "ImageSets" / "Main" / "train.txt").read_text())
+    main = out / "ImageSets" / "Main"
+    (main / "trainval.txt").write_text((main / "train.txt").read_text() + (main / "val.txt").read_text())
     (out / "README.txt").write_text(f"repssd synthetic crowd dataset: seed {seed}, size {size}, density {density}; "
                                     f"{json.dumps(counts)}\n")
     return counts
@@ -240,15 +252,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--train", type=int, default=200, help="training images")
+    parser.add_argument("--val", type=int, default=0, help="validation images (for choosing settings)")
     parser.add_argument("--test", type=int, default=50, help="test images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=300, help="image width in pixels (height 0.75-1x)")
-    parser.add_argument("--density", type=float, default=6.0, help="mean people per image")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="size and density together: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+    parser.add_argument("--size", type=int, help="image width in pixels (height 0.75-1x); overrides the preset")
+    parser.add_argument("--density", type=float, help="mean people per image; overrides the preset")
     opts = parser.parse_args(argv)
-    if min(opts.train, opts.test) < 0 or opts.size < 64 or opts.density <= 0:
-        print("repssd.data.synthetic: --train/--test must be >= 0, --size >= 64, --density > 0", file=sys.stderr)
+    preset = PRESETS[opts.preset]
+    opts.size = preset["size"] if opts.size is None else opts.size
+    opts.density = preset["density"] if opts.density is None else opts.density
+    if min(opts.train, opts.val, opts.test) < 0 or opts.size < 64 or not opts.density > 0:
+        print("repssd.data.synthetic: --train/--val/--test must be >= 0, --size >= 64, --density > 0", file=sys.stderr)
         return 2
-    counts = generate(opts.out, opts.train, opts.test, opts.seed, opts.size, opts.density)
+    counts = generate(opts.out, opts.train, opts.test, opts.seed, opts.size, opts.density, val=opts.val)
     print(f"wrote {opts.out}: " + ", ".join(f"{s}: {c['images']} images, {c['objects']} objects" for s, c in counts.items()))
     return 0
 

@@ -38,6 +38,7 @@ class TrainConfig:
     loss: str = _opt("multibox", "loss spec, terms joined by + (multibox+repgt+repbox)", "loss")
     loss_weights: str = _opt("", "output weights, e.g. repgt=0.5,repbox=0.5", "loss")
     loss_options: str = _opt("", "term options, e.g. repgt_target=pred,repbox_sigma=0.5", "loss")
+    loss_warmup: int = _opt(0, "iterations of linear warm-up of the repulsion weights, from 0 (0: none)", "loss")
     iou_threshold: float = _opt(0.5, "matching IoU threshold", "loss")
     # * Optimisation
     batch_size: int = _opt(32, "images per step (per process)", "optim")
@@ -70,6 +71,8 @@ class TrainConfig:
     eval_every: int = _opt(0, "iterations between evaluations (0: only at the end)", "run")
     eval_at_end: bool = _opt(True, "evaluate when training ends", "run")
     log_every: int = _opt(10, "iterations between log lines", "run")
+    diagnostics: bool = _opt(True, "at each log step, also log per-term gradient norms (w.r.t. loc and conf) "
+                             "and the terms' statistics (RepGT's IoG)", "run")
     skip_nonfinite: bool = _opt(False, "skip batches whose loss is NaN/inf (counted) instead of stopping", "run")
     # * Visdom
     visdom: bool = _opt(False, "post loss curves and eval metrics to a visdom server", "visdom")
@@ -90,6 +93,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.loss_warmup < 0:
+            raise ConfigError(f"--loss-warmup must be >= 0, got {self.loss_warmup}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
 

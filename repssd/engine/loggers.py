@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["FileLogger", "VisdomLogger", "plot_loss_curves"]
+__all__ = ["FileLogger", "VisdomLogger", "plot_loss_curves", "plot_diagnostics", "read_log"]
 
 
 class FileLogger:
@@ -69,13 +69,18 @@ class VisdomLogger:
             self.vis = None
 
 
+def read_log(jsonl: Path) -> list[dict]:
+    """The training steps logged in ``log.jsonl`` (eval records left out)."""
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
+    return [r for r in records if "iter" in r and "loss" in r]
+
+
 def plot_loss_curves(jsonl: Path, out: Path) -> Path | None:
     """``loss.png``: one curve per logged loss term over iterations (and the learning rate)."""
-    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()] if jsonl.exists() else []
-    steps = [r for r in records if "iter" in r and "loss" in r]
+    steps = read_log(jsonl)
     if not steps:
         return None
-    terms = [k for k in steps[-1] if k not in ("iter", "lr", "img_s", "epoch", "skipped")]
+    terms = [k for k in steps[-1] if k not in ("iter", "lr", "img_s", "epoch", "skipped") and "/" not in k]
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     iters = [r["iter"] for r in steps]
     for term in terms:
@@ -85,6 +90,37 @@ def plot_loss_curves(jsonl: Path, out: Path) -> Path | None:
     ax.legend()
     ax_lr.plot(iters, [r.get("lr", float("nan")) for r in steps], color="gray")
     ax_lr.set(xlabel="iteration", ylabel="lr")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_diagnostics(jsonl: Path, out: Path) -> Path | None:
+    """``diagnostics.png``: per-output gradient norms w.r.t. loc and conf (log scale) and, with
+    RepGT, the IoG of its positives with G_Rep; None when the log has no diagnostics."""
+    steps = read_log(jsonl)
+    grads = sorted({k for r in steps for k in r if k.startswith("grad/")})
+    if not grads:
+        return None
+    stats = sorted({k for r in steps for k in r if k.startswith("diag/")})
+    panels = 3 if stats else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8))
+    iters = [r["iter"] for r in steps]
+    for ax, part in zip(axes, ("loc", "conf")):
+        for key in (k for k in grads if k.endswith("/" + part)):
+            name = key.split("/")[1]
+            ax.plot(iters, [r.get(key, float("nan")) for r in steps], label=name,
+                    linewidth=2 if name == "loss" else 1)
+        ax.set(yscale="log", xlabel="iteration", title=f"|d(weighted output)/d {part}|")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if stats:
+        for key in stats:
+            axes[2].plot(iters, [r.get(key, float("nan")) for r in steps], label=key.removeprefix("diag/"))
+        axes[2].set(xlabel="iteration", title="RepGT positives: IoG with G_Rep", ylim=(0, 1))
+        axes[2].grid(alpha=0.3)
+        axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

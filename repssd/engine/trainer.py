@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -24,7 +24,7 @@ from ..models import build_model
 from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, config_dict, parse_options
 from .distributed import DistInfo, init_distributed
-from .loggers import FileLogger, VisdomLogger, plot_loss_curves
+from .loggers import FileLogger, VisdomLogger, plot_diagnostics, plot_loss_curves
 from .sampling import SeededDataset, StepSampler
 
 __all__ = ["Trainer", "TrainingError"]
@@ -52,7 +52,7 @@ class Trainer:
         self._build_data()
         self._build_model()
         self.criterion = build_criterion(config.loss, parse_weights(config.loss_weights), config.iou_threshold,
-                                         **parse_options(config.loss_options))
+                                         warmup=config.loss_warmup, **parse_options(config.loss_options))
         self._build_optimizer()
         self.iteration, self.skipped = 0, 0
         self.scaler = torch.amp.GradScaler("cuda") if config.amp and self.device.type == "cuda" else None
@@ -162,18 +162,24 @@ class Trainer:
         return DataLoader(SeededDataset(self.train_set), batch_sampler=sampler, num_workers=self.config.workers,
                           collate_fn=collate, persistent_workers=False)
 
-    def step(self, batch: dict) -> dict[str, float] | None:
-        """One optimisation step; returns the loss terms, or None if the batch was skipped."""
+    def step(self, batch: dict, diagnose: bool = False) -> dict[str, float] | None:
+        """One optimisation step; returns the loss terms (with ``diagnose``, also the
+        diagnostics of :meth:`_gradient_norms` and the terms' ``diag/`` statistics), or None if
+        the batch was skipped."""
         net = self.ddp or self.model
         images = self.model.preprocess(batch["images"].to(self.device, non_blocking=True))
         amp = self.config.amp
         dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         with torch.autocast(self.device.type, dtype=dtype) if amp else nullcontext():
             loc, conf = net(images)
+        loc, conf = loc.float(), conf.float()
         gt = [batch[k].to(self.device) for k in ("gt_boxes", "gt_labels", "gt_valid")]
-        losses = self.criterion(loc.float(), conf.float(), self.model.priors, *gt)
+        self.criterion.set_iteration(self.iteration)
+        losses = self.criterion(loc, conf, self.model.priors, *gt, diagnose=diagnose)
         if not torch.isfinite(losses["loss"]):
             return self._nonfinite(losses)
+        if diagnose:
+            losses.update(self._gradient_norms(losses, loc, conf))
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(losses["loss"]).backward()
@@ -189,6 +195,20 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _gradient_norms(self, losses: dict[str, Tensor], loc: Tensor, conf: Tensor) -> dict[str, Tensor]:
+        """``grad/<output>/loc`` and ``grad/<output>/conf``: the norm of the gradient of each
+        weighted output (this step's weights, warm-up included) with respect to the network's
+        outputs, so the log shows which term drives the update; ``loss`` is their sum."""
+        norms = {}
+        weights = {**self.criterion.effective_weights, "loss": 1.0}
+        for name, weight in weights.items():
+            if not losses[name].requires_grad:
+                continue
+            grads = torch.autograd.grad(weight * losses[name], (loc, conf), retain_graph=True, allow_unused=True)
+            for part, grad in zip(("loc", "conf"), grads):
+                norms[f"grad/{name}/{part}"] = grad.norm() if grad is not None else loc.new_zeros(())
+        return norms
 
     def _nonfinite(self, losses: dict) -> None:
         values = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
@@ -237,6 +257,7 @@ class Trainer:
             if c.eval_at_end and (c.eval_every == 0 or self.iteration % c.eval_every):
                 record.update(self._log_eval(files, vis))
             plot_loss_curves(self.out / "log.jsonl", self.out / "loss.png")
+            plot_diagnostics(self.out / "log.jsonl", self.out / "diagnostics.png")
         return record
 
     def _loop(self, files: FileLogger | None, vis: VisdomLogger | None, stop: int) -> dict:
@@ -248,7 +269,8 @@ class Trainer:
         for batch in self._loader() if self.iteration < stop else ():
             if c.freeze != "none" and c.freeze_iters and self.iteration == c.freeze_iters:
                 self._set_frozen("none")
-            losses = self.step(batch)
+            logged = (self.iteration + 1) % c.log_every == 0 or self.iteration + 1 == self.max_iter
+            losses = self.step(batch, diagnose=logged and c.diagnostics)
             self.iteration += 1
             window_images += len(batch["images"]) * self.dist.world_size
             bar.update(1)
@@ -256,7 +278,7 @@ class Trainer:
                 rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                 record = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"], **losses,
                           "img_s": round(rate, 2), "skipped": self.skipped}
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()} | {"img/s": f"{rate:.1f}"})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items() if "/" not in k} | {"img/s": f"{rate:.1f}"})
                 window_start, window_images = time.perf_counter(), 0
                 if files:
                     files.log(record)

@@ -83,6 +83,7 @@ class LossContext:
         num_pos (Tensor[] float): positives in the batch, summed over processes under
             torch.distributed and divided by their number (DETR's ``num_boxes``), at least 1.
         variances: the box coder's.
+        diagnose: terms may add ``"diag/..."`` outputs (statistics, never weighted) this step.
     """
 
     loc: Tensor
@@ -94,6 +95,7 @@ class LossContext:
     match: Match
     num_pos: Tensor
     variances: tuple[float, float] = VARIANCES
+    diagnose: bool = False
     _positives: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -141,11 +143,14 @@ class LossTerm(nn.Module):
         outputs: the names of the scalars it returns (unique across terms).
         default_weights: weight of each output in the total; an output without a weight is
             logged only.
+        ramped: whether ``Criterion``'s loss warm-up ramps this term's weights (the auxiliary
+            terms); the detection loss itself is never ramped.
     Constructor keyword arguments are the term's options (``build_criterion`` routes them).
     """
 
     outputs: ClassVar[tuple[str, ...]] = ()
     default_weights: ClassVar[dict[str, float]] = {}
+    ramped: ClassVar[bool] = True
 
     def forward(self, ctx: LossContext) -> dict[str, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -19,34 +19,52 @@ class Criterion(nn.Module):
         terms: the terms, in spec order.
         weights: weight per output name; outputs without one are returned but not summed.
         iou_threshold: the matching threshold (SSD: 0.5).
+        warmup: iterations over which the weights of the ramped terms (every term but
+            MultiBox) grow linearly from 0 to their value; 0: no ramp. :meth:`set_iteration`
+            tells the criterion where training is.
     """
 
     def __init__(self, terms: list[LossTerm], weights: dict[str, float], iou_threshold: float = 0.5,
-                 variances: tuple[float, float] = VARIANCES) -> None:
+                 variances: tuple[float, float] = VARIANCES, warmup: int = 0) -> None:
         super().__init__()
+        if warmup < 0:
+            raise ValueError(f"loss warm-up must be >= 0 iterations, got {warmup}")
         self.terms = nn.ModuleList(terms)
         self.weights = dict(weights)
         self.iou_threshold = iou_threshold
         self.variances = variances
+        self.warmup = warmup
+        self.ramped = {out for term in terms if term.ramped for out in term.outputs}
+        self.ramp = 1.0 if warmup == 0 else 0.0
+
+    def set_iteration(self, iteration: int) -> None:
+        """The loss warm-up's position: ramped weights are scaled by ``min(1, iteration / warmup)``."""
+        self.ramp = min(1.0, iteration / self.warmup) if self.warmup else 1.0
+
+    @property
+    def effective_weights(self) -> dict[str, float]:
+        """The weights of this step: ``weights`` with the warm-up ramp applied."""
+        return {name: w * self.ramp if name in self.ramped else w for name, w in self.weights.items()}
 
     def forward(self, loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
-                gt_valid: Tensor) -> dict[str, Tensor]:
+                gt_valid: Tensor, diagnose: bool = False) -> dict[str, Tensor]:
         """Args as in :class:`~repssd.losses.base.LossContext`; returns every term's named
-        scalars plus ``"loss"``, the weighted total."""
+        scalars plus ``"loss"``, the weighted total (``effective_weights``). ``diagnose``: terms
+        add their ``"diag/..."`` statistics (logged, never weighted)."""
         if gt_boxes.shape[1] == 0:  # no GT slot at all: one padded slot keeps every gather valid
             gt_boxes, gt_labels = gt_boxes.new_zeros(len(gt_boxes), 1, 4), gt_labels.new_zeros(len(gt_labels), 1)
             gt_valid = gt_valid.new_zeros(len(gt_valid), 1)
         result = match(priors_cxcywh, gt_boxes, gt_labels, gt_valid, self.iou_threshold)
         ctx = LossContext(loc, conf, priors_cxcywh.to(loc), gt_boxes.to(loc), gt_labels, gt_valid, result,
-                          LossContext.count_positives(result), self.variances)
+                          LossContext.count_positives(result), self.variances, diagnose)
         outputs: dict[str, Tensor] = {}
         for term in self.terms:
             outputs.update(term(ctx))
-        outputs["loss"] = sum(weight * outputs[name] for name, weight in self.weights.items())
+        outputs["loss"] = sum(weight * outputs[name] for name, weight in self.effective_weights.items())
         return outputs
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}, iou_threshold={self.iou_threshold}"
+        return f"weights={self.weights}, iou_threshold={self.iou_threshold}, warmup={self.warmup}"
 
 
 def _option_owners() -> dict[str, str]:
@@ -73,7 +91,7 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 def build_criterion(spec: str = "multibox", weights: dict[str, float] | None = None, iou_threshold: float = 0.5,
-                    **options) -> Criterion:
+                    warmup: int = 0, **options) -> Criterion:
     """Build a :class:`Criterion` from a spec such as ``"multibox+repgt+repbox"``.
 
     Args:
@@ -81,6 +99,7 @@ def build_criterion(spec: str = "multibox", weights: dict[str, float] | None = N
         weights: per-output weights overriding the terms' defaults (``loc``, ``conf``: 1;
             ``repgt``, ``repbox``: 0.5); 0 logs an output without training on it.
         iou_threshold: the matching threshold shared by all terms.
+        warmup: iterations of linear warm-up of the auxiliary terms' weights (0: none).
         options: term options, each routed to the term that takes it (e.g. ``neg_pos_ratio``,
             ``repgt_target``, ``repbox_sigma``).
 
@@ -112,4 +131,4 @@ def build_criterion(spec: str = "multibox", weights: dict[str, float] | None = N
             hint = f" (an output of {all_outputs[out]!r}, not in {spec!r})" if out in all_outputs else ""
             raise ValueError(f"loss weight for unknown output {out!r}{hint}; outputs of {spec!r}: {', '.join(outputs)}")
         merged[out] = float(w)
-    return Criterion(terms, merged, iou_threshold=iou_threshold)
+    return Criterion(terms, merged, iou_threshold=iou_threshold, warmup=warmup)

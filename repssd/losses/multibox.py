@@ -59,6 +59,7 @@ class MultiBoxLoss(LossTerm):
 
     outputs = ("loc", "conf")
     default_weights = {"loc": 1.0, "conf": 1.0}
+    ramped = False
 
     def __init__(self, neg_pos_ratio: float = 3.0) -> None:
         super().__init__()

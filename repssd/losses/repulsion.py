@@ -9,7 +9,14 @@ RepBox (Eq. 6) pushes apart predictions assigned to different ground truth:
 
     L_RepBox = sum_{i != j} Smooth_ln(IoU(B^Pi, B^Pj)) / (sum_{i != j} 1[IoU(B^Pi, B^Pj) > 0] + eps)
 
-B^P are the decoded predicted boxes of positive priors P. Both terms work on the K best-matched
+B^P are the decoded predicted boxes of positive priors P. With ``repgt_excess`` (repssd's variant,
+not in the paper) RepGT charges only the overlap beyond what a perfect box would have:
+
+    Smooth_ln(max(0, IoG(B^P, G_Rep^P) - IoG(G_Attr^P, G_Rep^P)))
+
+so the box on its own target pays nothing, however deep it lies inside its neighbour's box.
+
+Both terms work on the K best-matched
 positives of each image (``LossContext.positives``), so every shape is static; they are exact
 for images with at most K positives.
 """
@@ -37,7 +44,10 @@ class RepGTLoss(LossTerm):
             paper's proposal); ``"pred"``: with the detached decoded prediction, as
             bailvwangzi/repulsion_loss_ssd does.
         repgt_same_class: only GT of the positive's own class can be G_Rep (default True).
-        repgt_sigma: Smooth_ln's sigma (1.0: ``-ln(1 - IoG)``).
+        repgt_sigma: Smooth_ln's sigma (1.0: the paper's ``-ln(1 - IoG)``, unbounded; 0.0: the
+            IoG itself, as bailvwangzi/repulsion_loss_ssd trains).
+        repgt_excess: charge only the IoG beyond the assigned GT's own IoG with G_Rep (see the
+            module docstring).
         repgt_max_positives: K, positives per image considered (exact below it).
 
     A positive with no other candidate GT overlapping its prior (or prediction) contributes 0;
@@ -49,12 +59,14 @@ class RepGTLoss(LossTerm):
     default_weights = {"repgt": 0.5}
 
     def __init__(self, repgt_target: str = "prior", repgt_same_class: bool = True, repgt_sigma: float = 1.0,
-                 repgt_max_positives: int = 1024) -> None:
+                 repgt_excess: bool = False, repgt_max_positives: int = 1024) -> None:
         super().__init__()
         if repgt_target not in ("prior", "pred"):
             raise ValueError(f"repgt_target must be 'prior' or 'pred', got {repgt_target!r}")
-        self.target, self.same_class, self.sigma, self.max_positives = (
-            repgt_target, repgt_same_class, repgt_sigma, repgt_max_positives)
+        if not 0.0 <= repgt_sigma <= 1.0:
+            raise ValueError(f"repgt_sigma must be in [0, 1], got {repgt_sigma}")
+        self.target, self.same_class, self.sigma, self.excess, self.max_positives = (
+            repgt_target, repgt_same_class, repgt_sigma, bool(repgt_excess), repgt_max_positives)
 
     def forward(self, ctx: LossContext) -> dict[str, Tensor]:
         pos = ctx.positives(self.max_positives)
@@ -73,8 +85,26 @@ class RepGTLoss(LossTerm):
         rep_iou, rep_index = overlap.masked_fill(~candidate, -1.0).max(dim=-1)  # [B,K]
         has_rep = pos.valid & (rep_iou > 0)  # [B,K]
         rep_box = ctx.gt_boxes.gather(1, rep_index.unsqueeze(-1).expand(-1, -1, 4))  # [B,K,4]
-        loss = (smooth_ln(box_iog(pred, rep_box), self.sigma) * has_rep).sum()
-        return {"repgt": loss / ctx.num_pos}
+        iog = box_iog(pred, rep_box)  # [B,K]
+        own = None  # what a perfect box (its assigned GT) overlaps G_Rep by
+        if self.excess or ctx.diagnose:
+            own = box_iog(ctx.gt_boxes.gather(1, assigned.unsqueeze(-1).expand(-1, -1, 4)), rep_box)  # [B,K]
+        charged = (iog - own).clamp(min=0.0) if self.excess else iog
+        out = {"repgt": (smooth_ln(charged, self.sigma) * has_rep).sum() / ctx.num_pos}
+        if ctx.diagnose:
+            out.update(_iog_stats(iog.detach(), own, has_rep))
+        return out
+
+
+def _iog_stats(iog: Tensor, own: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """Diagnostics of RepGT's positives with a G_Rep (no host sync): their IoG with it (mean,
+    99th percentile, fraction >= 0.9) and the mean IoG a perfect box would have."""
+    count = mask.sum().clamp(min=1)
+    values = iog.masked_fill(~mask, float("nan")).flatten()
+    return {"diag/repgt_iog_mean": (iog * mask).sum() / count,
+            "diag/repgt_iog_p99": torch.nan_to_num(values.nanquantile(0.99), nan=0.0),
+            "diag/repgt_iog_ge90": ((iog >= 0.9) & mask).sum() / count,
+            "diag/repgt_iog_gt_mean": (own * mask).sum() / count}
 
 
 @register("repbox")

@@ -1,0 +1,138 @@
+"""Tables, selection and comparisons of the ablation runner (``experiments.ablation``)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from repssd.eval.bootstrap import paired_bootstrap
+
+__all__ = ["summarise", "select_finalists", "compare_final", "markdown", "plot"]
+
+METRICS = ("map", "crowd_map", "person_ap", "person_mr")
+
+
+def _mean_std(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+
+
+def summarise(runs: list[dict], cells: list[str], config: dict) -> dict:
+    """Per cell: mean and standard deviation over seeds of every metric, per-class AP means, and
+    the paired difference from the baseline over the seeds both have."""
+    table = {}
+    by_cell = {cell: {r["seed"]: r for r in runs if r["cell"] == cell} for cell in cells}
+    base = by_cell.get(config["baseline"], {})
+    for cell, mine in by_cell.items():
+        if not mine:
+            continue
+        row = {"seeds": sorted(mine), **{k: config["cells"][cell].get(k, "") for k in ("loss", "loss_options",
+                                                                                       "loss_weights", "loss_warmup")}}
+        for key in METRICS:
+            row[key] = _mean_std([r[key] for r in mine.values()])
+        classes = sorted({c for r in mine.values() for c in r["ap"]})
+        row["ap"] = {c: float(np.mean([r["ap"].get(c, np.nan) for r in mine.values()])) for c in classes}
+        row["crowd_ap"] = {c: float(np.mean([r["crowd_ap"].get(c, np.nan) for r in mine.values()])) for c in classes}
+        shared = sorted(set(mine) & set(base))
+        if cell != config["baseline"] and shared:
+            row["paired"] = {key: _mean_std([mine[s][key] - base[s][key] for s in shared]) for key in METRICS}
+            row["paired"]["seeds"] = shared
+        table[cell] = row
+    return table
+
+
+def select_finalists(config: dict, table: dict) -> list[str]:
+    """The baseline plus the configured finalists, or the best ``num_finalists`` by crowd mAP
+    among cells whose mAP is within one standard deviation of the baseline's (or above)."""
+    baseline = config["baseline"]
+    chosen = config.get("finalists", "auto")
+    if chosen != "auto":
+        return [baseline] + [c for c in chosen if c != baseline]
+    floor = table[baseline]["map"]["mean"] - table[baseline]["map"]["std"]
+    eligible = [c for c in table if c != baseline and table[c]["map"]["mean"] >= floor]
+    eligible.sort(key=lambda c: table[c]["crowd_map"]["mean"], reverse=True)
+    return [baseline] + eligible[:config.get("num_finalists", 2)]
+
+
+def compare_final(config: dict, out: Path, cells: list[str], seeds: list[int], split: str,
+                  load_outcomes: Callable) -> dict:
+    """Paired bootstrap over the test images of each cell against the baseline (same seeds)."""
+    baseline, comparisons = config["baseline"], {}
+    if baseline not in cells:
+        return comparisons
+    samples = int(config.get("bootstrap_samples", 1000))
+    base = [load_outcomes(out, baseline, s, split) for s in seeds]
+    for cell in cells:
+        if cell == baseline:
+            continue
+        mine = [load_outcomes(out, cell, s, split) for s in seeds]
+        comparisons[cell] = {key: paired_bootstrap([m[kind] for m in mine], [b[kind] for b in base], samples)
+                             for key, kind in (("map", "all"), ("crowd_map", "crowd"))}
+    return comparisons
+
+
+def _cell(stat: dict) -> str:
+    return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+
+
+def _diff(stat: dict) -> str:
+    return f"{stat['mean']:+.4f} ± {stat['std']:.4f}"
+
+
+def _stage_table(stage: dict, baseline: str) -> list[str]:
+    lines = ["| cell | loss | options | mAP | crowd mAP | person AP | person MR^-2 | Δ mAP (paired) "
+             "| Δ crowd mAP (paired) | seeds |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for cell, row in stage["table"].items():
+        options = ", ".join(str(row[k]) if k != "loss_warmup" else f"warmup {row[k]}"
+                            for k in ("loss_options", "loss_weights", "loss_warmup") if row.get(k))
+        paired = row.get("paired")
+        deltas = [_diff(paired[k]) if paired else "—" for k in ("map", "crowd_map")]
+        lines.append(f"| {cell}{' (baseline)' if cell == baseline else ''} | {row['loss']} | {options or '—'} | "
+                     + " | ".join(_cell(row[k]) for k in METRICS) + f" | {' | '.join(deltas)} | {len(row['seeds'])} |")
+    return lines
+
+
+def markdown(results: dict, title: str) -> str:
+    """results.md: one table per stage, the finalists, and the bootstrap intervals."""
+    config, lines = results["config"], [f"# {title}", ""]
+    baseline = config["baseline"]
+    names = {"select": "Selection on the validation split", "final": "Finalists on the test split"}
+    for key, stage in results["stages"].items():
+        lines += [f"## {names[key] if 'select' in results['stages'] else 'Results'} (`{stage['split']}`)", ""]
+        lines += _stage_table(stage, baseline) + [""]
+        if "finalists" in stage:
+            lines += [f"Finalists: {', '.join(stage['finalists'])}", ""]
+        for cell, comp in stage.get("comparisons", {}).items():
+            parts = [f"{label} {c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
+                     for label, c in (("mAP", comp["map"]), ("crowd mAP", comp["crowd_map"]))]
+            lines.append(f"- {cell} − {baseline}, paired bootstrap over {comp['map']['num_images']} images "
+                         f"({comp['map']['num_samples']} resamples, seeds paired), 95% interval: " + "; ".join(parts))
+        lines.append("")
+    lines.append("(mean ± standard deviation over seeds; Δ: the per-seed difference from the baseline, mean ± std; "
+                 "MR^-2: lower is better)")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    """ablation.png: mAP and crowd mAP per cell (bars: one standard deviation), one panel a stage."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = list(results["stages"].items())
+    fig, axes = plt.subplots(1, len(stages), figsize=(max(6.0, 0.9 * max(len(s["table"]) for _, s in stages) + 2)
+                                                      * len(stages), 4.5), squeeze=False)
+    for ax, (key, stage) in zip(axes[0], stages):
+        cells = list(stage["table"])
+        x = np.arange(len(cells))
+        for offset, metric, label in ((-0.2, "map", "mAP"), (0.2, "crowd_map", "crowd mAP")):
+            ax.bar(x + offset, [stage["table"][c][metric]["mean"] for c in cells], 0.4,
+                   yerr=[stage["table"][c][metric]["std"] for c in cells], label=label, capsize=3)
+        ax.set_xticks(x, cells, rotation=30, ha="right", fontsize=8)
+        ax.set(ylabel="AP (VOC07)", title=f"{key}: {stage['split']} split")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,128 @@
+"""Paired bootstrap over test images for differences of VOC mAP and crowd mAP between two models.
+
+Resampling images with replacement changes which detections and GT are counted, not whether a
+detection is a true or false positive: the VOC devkit matches within an image. So every
+detection's outcome is computed once (:func:`detection_outcomes`) and a resample is a vector of
+image multiplicities ``w [N]``: a detection of image i counts ``w[i]`` times in the cumulative
+TP/FP sums and image i's GT ``w[i]`` times in npos. :func:`resampled_map` evaluates R resamples at
+once from these weights; at ``w = 1`` it equals :func:`repssd.eval.voc.evaluate`'s mAP.
+
+Symbols: N images, D detections, R resamples, L labels (1..L-1 used).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crowd import crowd_flags
+from .voc import _flatten, match_detections
+
+__all__ = ["Outcomes", "detection_outcomes", "resampled_map", "paired_bootstrap"]
+
+_CELLS = 1 << 22  # resample x detection cells per step
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What AP needs of one model on one image set, sorted by class, then score (best first).
+
+    Attributes:
+        labels, image (int64 [D]), tp, fp (bool [D]): the detections that count (matched to a
+            difficult / ignored GT ones are dropped: they change neither sum).
+        npos (int64 [N, L]): counted GT per image and label.
+    """
+
+    labels: np.ndarray
+    image: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    npos: np.ndarray
+
+
+def detection_outcomes(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], iou_threshold: float = 0.5,
+                       plus_one: bool = True, crowd_iou: float | None = None) -> Outcomes:
+    """Match once (VOC devkit rules). ``crowd_iou``: score the crowd subset instead (GT that is
+    not crowd is ignored like difficult, as :func:`repssd.eval.crowd.evaluate`)."""
+    if len(detections) != len(ground_truth):
+        raise ValueError(f"{len(detections)} detection entries for {len(ground_truth)} images")
+    if crowd_iou is not None:
+        ground_truth = [{**gt, "difficult": np.asarray(gt.get("difficult", np.zeros(len(c), bool)), bool).reshape(-1)
+                         | ~c} for gt, c in zip(ground_truth, crowd_flags(ground_truth, crowd_iou))]
+    gt = _flatten(ground_truth, ("difficult", "ignore"))
+    gt["difficult"] = gt["difficult"] | gt["ignore"]
+    det = _flatten(detections, ("scores",))
+    order = np.lexsort((-det["scores"], det["labels"]))
+    det = {k: v[order] for k, v in det.items()}
+    tp, fp = match_detections(det, gt, iou_threshold, plus_one)
+    counts = tp | fp
+    num_labels = int(max(gt["labels"].max(initial=0), det["labels"].max(initial=0))) + 1
+    npos = np.zeros((len(ground_truth), num_labels), np.int64)
+    np.add.at(npos, (gt["image"][~gt["difficult"]], gt["labels"][~gt["difficult"]]), 1)
+    return Outcomes(det["labels"][counts], det["image"][counts], tp[counts], fp[counts], npos)
+
+
+def _ap(tp_c: np.ndarray, fp_c: np.ndarray, npos: np.ndarray, use_07_metric: bool) -> np.ndarray:
+    """AP of R curves: cumulative weighted ``tp_c``, ``fp_c`` [R, D], ``npos`` [R] (> 0)."""
+    rec = tp_c / npos[:, None]  # [R,D]
+    prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)  # [R,D]
+    if use_07_metric:
+        points = [np.where(rec >= t, prec, 0.0).max(axis=1, initial=0.0) for t in np.arange(0.0, 1.1, 0.1)]
+        return np.sum(points, axis=0) / 11.0
+    # area under the monotone curve: sum over steps of recall of the best precision to the right
+    best = np.maximum.accumulate(prec[:, ::-1], axis=1)[:, ::-1]  # [R,D]
+    step = np.diff(rec, axis=1, prepend=0.0)  # [R,D]
+    return (step * best).sum(axis=1)
+
+
+def resampled_map(outcomes: Outcomes, weights: np.ndarray, use_07_metric: bool = True) -> np.ndarray:
+    """mAP for each resample: ``weights (float [R, N])`` image multiplicities -> ``float [R]``.
+
+    A label without counted GT in a resample is left out of its mean (as in ``voc.evaluate``).
+    """
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    npos = weights @ outcomes.npos  # [R,L]
+    aps = np.full(npos.shape, np.nan)
+    rows = max(1, _CELLS // max(len(outcomes.labels), 1))
+    for label in np.nonzero(outcomes.npos.sum(axis=0))[0]:
+        mine = outcomes.labels == label
+        image, tp, fp = outcomes.image[mine], outcomes.tp[mine], outcomes.fp[mine]
+        for lo in range(0, len(weights), rows):
+            w = weights[lo:lo + rows, image]  # [r,Dc]
+            counted = npos[lo:lo + rows, label] > 0
+            ap = _ap(np.cumsum(w * tp, axis=1), np.cumsum(w * fp, axis=1),
+                     np.maximum(npos[lo:lo + rows, label], 1e-12), use_07_metric)
+            aps[lo:lo + rows, label] = np.where(counted, ap, np.nan)
+    counted = (~np.isnan(aps)).sum(axis=1)
+    return np.where(counted > 0, np.nansum(aps, axis=1) / np.maximum(counted, 1), 0.0)
+
+
+def paired_bootstrap(a: Sequence[Outcomes], b: Sequence[Outcomes], num_samples: int = 1000, seed: int = 0,
+                     use_07_metric: bool = True, level: float = 0.95) -> dict:
+    """Bootstrap over images of ``mean_s mAP(a_s) - mean_s mAP(b_s)``, seeds paired.
+
+    Args:
+        a, b: one :class:`Outcomes` per seed, on the same images in the same order, ``a[s]``
+            paired with ``b[s]`` (the same seed).
+        num_samples: resamples; every resample uses the same images for all models and seeds.
+
+    Returns:
+        ``{"diff": observed difference, "low", "high": percentile interval at ``level``,
+        "p_le_0": fraction of resamples with difference <= 0, "num_samples", "num_images"}``.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired bootstrap needs the same number of seeds on both sides, got {len(a)} and {len(b)}")
+    n = len(a[0].npos)
+    if any(len(o.npos) != n for o in (*a, *b)):
+        raise ValueError("paired bootstrap: every model must be scored on the same images")
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(num_samples)])  # [R,N]
+    ones = np.ones((1, n))
+    diff = np.mean([resampled_map(x, weights, use_07_metric) - resampled_map(y, weights, use_07_metric)
+                    for x, y in zip(a, b)], axis=0)  # [R]
+    observed = float(np.mean([resampled_map(x, ones, use_07_metric)[0] - resampled_map(y, ones, use_07_metric)[0]
+                              for x, y in zip(a, b)]))
+    tail = (1 - level) / 2
+    return {"diff": observed, "low": float(np.quantile(diff, tail)), "high": float(np.quantile(diff, 1 - tail)),
+            "p_le_0": float((diff <= 0).mean()), "num_samples": num_samples, "num_images": n}
