@@ -70,7 +70,7 @@ def multibox(loc, conf, priors, gt_boxes, gt_labels, gt_valid, ratio=3.0):
     return loc_sum / n, conf_sum / n
 
 
-def repgt(loc, priors, gt_boxes, gt_labels, gt_valid, target="prior", same_class=True, sigma=1.0):
+def repgt(loc, priors, gt_boxes, gt_labels, gt_valid, target="prior", same_class=True, sigma=1.0, excess=False):
     pred = decode(loc, priors)
     priors_xyxy = cxcywh_to_xyxy(priors)
     total, num_pos = 0.0, 0
@@ -87,7 +87,10 @@ def repgt(loc, priors, gt_boxes, gt_labels, gt_valid, target="prior", same_class
                 if overlap > best_iou:
                     best, best_iou = g, overlap
             if best is not None:
-                total += smooth_ln(iog(pred[b, p].tolist(), gt_boxes[b, best].tolist()), sigma)
+                overlap = iog(pred[b, p].tolist(), gt_boxes[b, best].tolist())
+                if excess:  # only what exceeds the assigned GT's own overlap with G_Rep
+                    overlap = max(0.0, overlap - iog(gt_boxes[b, slot[p]].tolist(), gt_boxes[b, best].tolist()))
+                total += smooth_ln(overlap, sigma)
     return total / max(num_pos, 1)
 
 

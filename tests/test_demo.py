@@ -30,14 +30,32 @@ def test_demo_trains_evaluates_and_draws(data, tmp_path, capsys):
     assert (tmp_path / "demo/loss.png").exists() and len(list((tmp_path / "demo/examples").glob("*.jpg"))) == 3
 
 
+def tiny_train(config, data):
+    config["train"].update(data_root=str(data), max_iter=2, batch_size=2, workers=0, checkpoint_every=1, log_every=1)
+    return config
+
+
 @pytest.fixture(scope="module")
 def ablation_dir(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation")
-    config = yaml.safe_load((ROOT / "experiments/synthetic_crowd.yaml").read_text())
+    config = tiny_train(yaml.safe_load((ROOT / "experiments/synthetic_crowd.yaml").read_text()), data)
     config["specs"] = ["multibox", "multibox+repgt"]
     config["seeds"] = [0, 1]
-    config["train"].update(data_root=str(data), max_iter=2, batch_size=2, workers=0, checkpoint_every=1,
-                           log_every=1)
+    path = out / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert ablation.main(["--config", str(path), "--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(data, tmp_path_factory):
+    """The shipped sweep config at toy scale: 3 cells, 2 seeds to select on val, 3 for the final."""
+    out = tmp_path_factory.mktemp("sweep")
+    generate(out / "data", train=6, val=3, test=3, seed=2, size=96)
+    config = tiny_train(yaml.safe_load((ROOT / "experiments/synthetic_sweep.yaml").read_text()), out / "data")
+    config["cells"] = {k: config["cells"][k] for k in ("multibox", "repgt_paper", "repgt_excess_s0_w1")}
+    config.update(seeds=[0, 1], final_seeds=[0, 1, 2], num_finalists=1, bootstrap_samples=20,
+                  select_train={"max_iter": 1})
     path = out / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     assert ablation.main(["--config", str(path), "--output-dir", str(out)]) == 0
@@ -46,13 +64,37 @@ def ablation_dir(data, tmp_path_factory):
 
 def test_ablation_runner_writes_the_table_and_skips_finished_runs(ablation_dir, capsys):
     results = json.loads((ablation_dir / "results.json").read_text())
-    assert set(results["table"]) == {"multibox", "multibox+repgt"} and len(results["runs"]) == 4
-    row = results["table"]["multibox+repgt"]
-    assert set(row) >= {"map", "crowd_map", "person_ap", "person_mr"} and row["seeds"] == [0, 1]
+    final = results["stages"]["final"]
+    assert set(final["table"]) == {"multibox", "multibox+repgt"} and len(final["runs"]) == 4
+    row = final["table"]["multibox+repgt"]
+    assert set(row) >= {"map", "crowd_map", "person_ap", "person_mr", "paired"} and row["seeds"] == [0, 1]
+    assert set(final["comparisons"]["multibox+repgt"]) == {"map", "crowd_map"}
     assert "± " in (ablation_dir / "results.md").read_text() and (ablation_dir / "ablation.png").exists()
-    before = (ablation_dir / "multibox/seed0/metrics.json").stat().st_mtime
+    before = (ablation_dir / "multibox/seed0/metrics_test.json").stat().st_mtime
     assert ablation.main(["--config", str(ablation_dir / "tiny.yaml"), "--output-dir", str(ablation_dir)]) == 0
-    assert (ablation_dir / "multibox/seed0/metrics.json").stat().st_mtime == before  # finished: skipped
+    assert (ablation_dir / "multibox/seed0/metrics_test.json").stat().st_mtime == before  # finished: skipped
+
+
+def test_sweep_selects_on_val_and_tests_the_finalists_once(sweep_dir):
+    results = json.loads((sweep_dir / "results.json").read_text())
+    select, final = results["stages"]["select"], results["stages"]["final"]
+    assert select["split"] == "val" and final["split"] == "test"
+    assert set(select["table"]) == {"multibox", "repgt_paper", "repgt_excess_s0_w1"}
+    # selection: the baseline plus the eligible cell of highest val crowd mAP
+    table, floor = select["table"], select["table"]["multibox"]["map"]["mean"] - select["table"]["multibox"]["map"]["std"]
+    eligible = [c for c in table if c != "multibox" and table[c]["map"]["mean"] >= floor]
+    best = max(eligible, key=lambda c: table[c]["crowd_map"]["mean"])
+    assert select["finalists"] == ["multibox", best]
+    # the test split was scored for the finalists only, with the final schedule and 3 seeds
+    tested = sorted(p.relative_to(sweep_dir).parts[:3] for p in sweep_dir.rglob("metrics_test.json"))
+    assert tested == sorted(("final", c, f"seed{s}") for c in select["finalists"] for s in range(3))
+    assert not list((sweep_dir / "select").rglob("metrics_test.json"))
+    assert all(r["iterations"] == 1 for r in select["runs"]) and all(r["iterations"] == 2 for r in final["runs"])
+    comparison = final["comparisons"][best]
+    assert comparison["map"]["low"] <= comparison["map"]["diff"] <= comparison["map"]["high"]
+    assert final["table"][best]["paired"]["seeds"] == [0, 1, 2]
+    text = (sweep_dir / "results.md").read_text()
+    assert "Selection on the validation split" in text and "paired bootstrap over 3 images" in text
 
 
 def test_bad_ablation_config_is_one_clear_error(tmp_path, capsys):
@@ -60,11 +102,17 @@ def test_bad_ablation_config_is_one_clear_error(tmp_path, capsys):
     path.write_text("specs: [multibox]\ntrain: {lerning_rate: 1}\n")
     assert ablation.main(["--config", str(path)]) == 2
     assert "unknown training option(s) lerning_rate" in capsys.readouterr().err
+    # every cell's loss is checked before the first run trains
+    path.write_text("cells: {a: {loss: multibox}, b: {loss: multibox+repgt, loss_options: repgt_sigmaa=1}}\n"
+                    "train: {max_iter: 1}\noutput_dir: " + str(tmp_path / "never") + "\n")
+    assert ablation.main(["--config", str(path)]) == 2
+    assert "cell 'b': unknown loss option 'repgt_sigmaa'" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize("name", ["ablation.ipynb", "repulsion_explained.ipynb"])
-def test_notebooks_execute_without_errors(name, ablation_dir, monkeypatch):
-    monkeypatch.setenv("REPSSD_ABLATION_DIR", str(ablation_dir))
+def test_notebooks_execute_without_errors(name, sweep_dir, monkeypatch):
+    monkeypatch.setenv("REPSSD_ABLATION_DIR", str(sweep_dir))
     book = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     outputs = [o for cell in book.cells if cell.cell_type == "code" for o in cell.outputs]

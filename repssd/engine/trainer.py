@@ -199,7 +199,8 @@ class Trainer:
     def _gradient_norms(self, losses: dict[str, Tensor], loc: Tensor, conf: Tensor) -> dict[str, Tensor]:
         """``grad/<output>/loc`` and ``grad/<output>/conf``: the norm of the gradient of each
         weighted output (this step's weights, warm-up included) with respect to the network's
-        outputs, so the log shows which term drives the update; ``loss`` is their sum."""
+        outputs, so the log shows which term drives the update; ``loss`` is their sum. Runs only
+        at log steps (one extra backward through the loss, not the network)."""
         norms = {}
         weights = {**self.criterion.effective_weights, "loss": 1.0}
         for name, weight in weights.items():
@@ -207,7 +208,8 @@ class Trainer:
                 continue
             grads = torch.autograd.grad(weight * losses[name], (loc, conf), retain_graph=True, allow_unused=True)
             for part, grad in zip(("loc", "conf"), grads):
-                norms[f"grad/{name}/{part}"] = grad.norm() if grad is not None else loc.new_zeros(())
+                if grad is not None:  # None: the output does not depend on that part at all
+                    norms[f"grad/{name}/{part}"] = grad.norm()
         return norms
 
     def _nonfinite(self, losses: dict) -> None:

@@ -99,7 +99,7 @@ class RepGTLoss(LossTerm):
 def _iog_stats(iog: Tensor, own: Tensor, mask: Tensor) -> dict[str, Tensor]:
     """Diagnostics of RepGT's positives with a G_Rep (no host sync): their IoG with it (mean,
     99th percentile, fraction >= 0.9) and the mean IoG a perfect box would have."""
-    count = mask.sum().clamp(min=1)
+    count = mask.sum().clamp(min=1).to(iog.dtype)
     values = iog.masked_fill(~mask, float("nan")).flatten()
     return {"diag/repgt_iog_mean": (iog * mask).sum() / count,
             "diag/repgt_iog_p99": torch.nan_to_num(values.nanquantile(0.99), nan=0.0),

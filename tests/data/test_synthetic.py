@@ -88,3 +88,59 @@ def test_generator_cli(tmp_path, capsys):
     assert "train: 2 images" in capsys.readouterr().out
     assert (tmp_path / "d/ImageSets/Main/trainval.txt").read_text().split() == ["train_000000", "train_000001"]
     assert main(["--out", str(tmp_path / "e"), "--size", "10"]) == 2
+
+
+def test_val_split_in_every_format_and_in_trainval(tmp_path):
+    root = tmp_path / "v"
+    counts = generate(root, train=3, test=2, seed=3, size=160, val=2)
+    assert counts["val"]["images"] == 2
+    ids = (root / "ImageSets/Main/val.txt").read_text().split()
+    assert ids == ["val_000000", "val_000001"]
+    assert (root / "ImageSets/Main/trainval.txt").read_text().split() == [f"train_{i:06d}" for i in range(3)] + ids
+    voc = VOCDetection(root, "val", classes=read_classes(root))
+    coco = COCODetection(root / "coco/instances_val.json", root / "JPEGImages")
+    crowdhuman = CrowdHumanDetection(root / "crowdhuman/annotation_val.odgt", root / "JPEGImages")
+    assert len(voc) == len(coco) == len(crowdhuman) == 2 and not voc.problems
+    # val scenes are their own: not copies of train or test scenes, and adding them changes nothing else
+    images = {p.name: p.read_bytes() for p in (root / "JPEGImages").iterdir()}
+    assert images["val_000000.jpg"] not in (images["train_000000.jpg"], images["test_000000.jpg"])
+    generate(tmp_path / "noval", train=3, test=2, seed=3, size=160)
+    assert (tmp_path / "noval/JPEGImages/test_000001.jpg").read_bytes() == images["test_000001.jpg"]
+
+
+def test_dense_preset_is_denser(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "dense"), "--train", "0", "--test", "12", "--preset", "dense"]) == 0
+    assert main(["--out", str(tmp_path / "default"), "--train", "0", "--test", "12"]) == 0
+    assert main(["--out", str(tmp_path / "nan"), "--density", "nan"]) == 2
+    capsys.readouterr()
+    per_image = {}
+    for name in ("dense", "default"):
+        ds = VOCDetection(tmp_path / name, "test", classes=read_classes(tmp_path / name))
+        per_image[name] = dataset_stats(ds)
+    assert per_image["dense"]["persons_per_image"] > 1.5 * per_image["default"]["persons_per_image"]
+    assert per_image["dense"]["pairs_03"] > per_image["default"]["pairs_03"]
+
+
+def test_crowd_statistics_by_hand(tmp_path, capsys):
+    """Persons per image, same-class pairs with IoU > 0.3 / 0.5, occlusion shares from vbox / fbox."""
+    from PIL import Image
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (100, 100)).save(tmp_path / "img/a.jpg")
+    Image.new("RGB", (100, 100)).save(tmp_path / "img/b.jpg")
+    person = lambda f, v: {"tag": "person", "fbox": f, "vbox": v, "extra": {}}  # noqa: E731
+    lines = [{"ID": "a", "gtboxes": [person([0, 0, 10, 10], [0, 0, 10, 10]),        # bare (visible 1.0)
+                                     person([2, 0, 10, 10], [2, 0, 5, 10]),         # IoU 80/120 with the first; 0.5
+                                     person([50, 50, 10, 10], [50, 50, 2, 10]),     # heavy (0.2)
+                                     {"tag": "mask", "fbox": [0, 0, 10, 10], "vbox": [0, 0, 10, 10]}]},
+             {"ID": "b", "gtboxes": [person([0, 0, 10, 10], [0, 0, 10, 4]),         # IoU 40/160 with the next; 0.4
+                                     person([6, 0, 10, 10], [6, 0, 10, 10])]}]      # bare
+    odgt = tmp_path / "a.odgt"
+    odgt.write_text("".join(__import__("json").dumps(line) + "\n" for line in lines))
+    stats = dataset_stats(CrowdHumanDetection(odgt, tmp_path / "img"))
+    assert stats["persons_per_image"] == 2.5  # 5 persons (the mask region is not one) in 2 images
+    assert stats["pairs_03"] == 0.5 and stats["pairs_05"] == 0.5  # one pair (IoU 2/3) over 2 images
+    assert stats_main(["crowdhuman", str(odgt), "--images", str(tmp_path / "img")]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.strip().startswith("this set")).split()
+    assert row[2:] == ["2.50", "0.50", "0.50", "40.0%", "40.0%", "20.0%"]
+    assert "CrowdHuman" in out and "22.64" in out

@@ -45,6 +45,34 @@ def test_every_loss_spec_trains_and_logs_each_term(tiny_data, tmp_path, spec):
     assert (tmp_path / "checkpoints" / "last.pth").exists() and (tmp_path / "checkpoints" / "iter_2.pth").exists()
 
 
+def test_diagnostics_gradient_norms_and_repgt_iog_are_logged(tiny_data, tmp_path):
+    t = trainer(tiny_data, tmp_path, "--loss", "multibox+repgt+repbox", "--max-iter", "4", "--loss-warmup", "2",
+                "--log-every", "1")
+    t.fit()
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    first, last = lines[0], lines[-1]
+    for key in ("grad/loc/loc", "grad/conf/conf", "grad/repgt/loc", "grad/repbox/loc", "grad/loss/loc",
+                "grad/loss/conf", "diag/repgt_iog_mean", "diag/repgt_iog_p99", "diag/repgt_iog_ge90"):
+        assert key in last and torch.isfinite(torch.tensor(last[key]))
+    assert "grad/loc/conf" not in last  # the Smooth-L1 of the offsets does not reach the logits
+    # iteration 1 runs at warm-up position 0: the repulsion terms weigh nothing yet
+    assert first["grad/repgt/loc"] == 0.0 and last["grad/repgt/loc"] > 0
+    # the total's gradient is the sum of the terms' (triangle inequality on the norms)
+    parts = [last[f"grad/{k}/loc"] for k in ("loc", "repgt", "repbox")]
+    assert last["grad/loss/loc"] <= sum(parts) * (1 + 1e-5)
+    assert last["grad/loss/conf"] == pytest.approx(last["grad/conf/conf"], rel=1e-5)
+    assert 0 <= last["diag/repgt_iog_ge90"] <= 1 and last["diag/repgt_iog_mean"] <= last["diag/repgt_iog_p99"] + 1e-6
+    assert (tmp_path / "diagnostics.png").stat().st_size > 1000
+    header = (tmp_path / "log.csv").read_text().splitlines()[0].split(",")
+    assert "grad/repgt/loc" in header and "diag/repgt_iog_mean" in header
+
+
+def test_no_diagnostics_leaves_the_log_to_the_loss_terms(tiny_data, tmp_path):
+    trainer(tiny_data, tmp_path, "--loss", "multibox+repgt", "--max-iter", "2", "--no-diagnostics").fit()
+    last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert not [k for k in last if "/" in k] and "repgt" in last
+
+
 def test_loss_goes_down_on_a_tiny_overfit(tiny_data, tmp_path):
     t = trainer(tiny_data, tmp_path, "--loss", "multibox+repgt", "--max-iter", "40", "--lr", "0.01",
                 "--milestones", "", "--warmup", "5", "--weight-decay", "0")

@@ -1,0 +1,66 @@
+"""Paired bootstrap over images: weighted AP equals the devkit AP of the resampled image list."""
+import numpy as np
+import pytest
+
+from repssd.eval import crowd, voc
+from repssd.eval.bootstrap import detection_outcomes, paired_bootstrap, resampled_map
+
+
+def scenes(seed, images=40, noise=5.0):
+    """GT with crowds and difficult objects; detections = noisy GT plus clutter, random scores."""
+    rng = np.random.default_rng(seed)
+    gts, dets = [], []
+    for _ in range(images):
+        n = int(rng.integers(0, 8))
+        xy = rng.uniform(0, 200, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(15, 60, (n, 2))], 1)
+        gts.append({"boxes": boxes, "labels": rng.integers(1, 3, n), "difficult": rng.random(n) < 0.1})
+        clutter = rng.uniform(0, 200, (4, 2))
+        found = boxes + rng.normal(0, noise, boxes.shape)
+        d = np.concatenate([found, np.concatenate([clutter, clutter + 30], 1)])
+        labels = np.concatenate([gts[-1]["labels"], rng.integers(1, 3, 4)])
+        dets.append({"boxes": d, "labels": labels, "scores": rng.random(len(d))})
+    return dets, gts
+
+
+@pytest.mark.parametrize("use_07", [True, False])
+@pytest.mark.parametrize("crowd_iou", [None, 0.1])
+def test_unit_weights_equal_the_devkit_map(use_07, crowd_iou):
+    dets, gts = scenes(0)
+    outcomes = detection_outcomes(dets, gts, crowd_iou=crowd_iou)
+    expected = (voc.evaluate(dets, gts, use_07_metric=use_07)["map"] if crowd_iou is None
+                else crowd.evaluate(dets, gts, crowd_iou, use_07_metric=use_07)["map"])
+    assert resampled_map(outcomes, np.ones((1, len(gts))), use_07)[0] == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_weights_equal_evaluating_the_resampled_image_list(seed):
+    dets, gts = scenes(seed)
+    rng = np.random.default_rng(100 + seed)
+    picks = [rng.integers(0, len(gts), len(gts)) for _ in range(4)]
+    weights = np.stack([np.bincount(p, minlength=len(gts)) for p in picks])
+    got = resampled_map(detection_outcomes(dets, gts), weights)
+    expected = [voc.evaluate([dets[i] for i in p], [gts[i] for i in p])["map"] for p in picks]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_paired_bootstrap_of_a_better_model():
+    dets, gts = scenes(1, images=80, noise=2.0)
+    worse, _ = scenes(1, images=80, noise=12.0)  # same GT, sloppier boxes
+    good = [detection_outcomes(dets, gts)]
+    bad = [detection_outcomes(worse, gts)]
+    result = paired_bootstrap(good, bad, num_samples=300)
+    observed = voc.evaluate(dets, gts)["map"] - voc.evaluate(worse, gts)["map"]
+    assert result["diff"] == pytest.approx(observed)
+    assert 0 < result["low"] < result["diff"] < result["high"] and result["p_le_0"] == 0.0
+    same = paired_bootstrap(good, good, num_samples=50)
+    assert same["low"] == same["high"] == same["diff"] == 0.0
+
+
+def test_paired_bootstrap_refuses_unpaired_inputs():
+    dets, gts = scenes(2)
+    one = detection_outcomes(dets, gts)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        paired_bootstrap([one, one], [one])
+    with pytest.raises(ValueError, match="same images"):
+        paired_bootstrap([one], [detection_outcomes(dets[:-1], gts[:-1])])
