@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -187,6 +188,24 @@ def run_stages(config: dict, out: Path, stage: str | None = None) -> dict:
     return results
 
 
+PUBLISHED_FILES = ("config.json", "log.jsonl", "done", "metrics_*.json", "outcomes_*.npz")
+
+
+def publish(out: Path, target: Path) -> None:
+    """Copy what the results stand on (tables, plot, each run's config, log, metrics and detection
+    outcomes; no checkpoints) to ``target``, e.g. a folder committed with the code. Copied back
+    into an output folder, it lets the runner rebuild the tables and bootstrap without retraining."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("results.json", "results.md", "ablation.png"):
+        if (out / name).exists():
+            shutil.copy2(out / name, target / name)
+    for pattern in PUBLISHED_FILES:
+        for file in out.rglob(pattern):
+            if file.parent.name.startswith("seed"):
+                (target / file.parent.relative_to(out)).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, target / file.relative_to(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path)
     parser.add_argument("--stage", choices=("select", "final"), help="stop after the selection stage, or run both "
                         "(final; the default)")
+    parser.add_argument("--publish", type=Path, help="copy the results and every run's logs, metrics and "
+                        "outcomes (no checkpoints) here, e.g. experiments/results/NAME")
     opts = parser.parse_args(argv)
     try:
         config = load_ablation(opts.config)
@@ -210,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, out / "ablation.png")
     print(text)
     print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'ablation.png'}")
+    if opts.publish:
+        publish(out, opts.publish)
+        print(f"published to {opts.publish}")
     return 0
 
 

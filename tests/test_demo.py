@@ -22,12 +22,24 @@ def data(tmp_path_factory):
 
 
 def test_demo_trains_evaluates_and_draws(data, tmp_path, capsys):
-    assert demo.main(["--out", str(tmp_path / "demo"), "--data", str(data), "--max-iter", "3"]) == 0
+    reference = tmp_path / "reference.json"
+    common = ["--data", str(data), "--max-iter", "3", "--reference", str(reference)]
+    assert demo.main(["--out", str(tmp_path / "mb"), "--loss", "multibox", "--write-reference", *common]) == 0
+    capsys.readouterr()
+    assert json.loads(reference.read_text())["loss"] == "multibox"
+    assert demo.main(["--out", str(tmp_path / "demo"), *common]) == 0
     out = capsys.readouterr().out
     assert "crowd mAP" in out and "report:" in out and "demo finished" in out
     report = json.loads((tmp_path / "demo/eval/report.json").read_text())
     assert report["num_images"] == 3 and "crowd" in report
     assert (tmp_path / "demo/loss.png").exists() and len(list((tmp_path / "demo/examples").glob("*.jpg"))) == 3
+    # the closing table: this run next to the reference, labelled, with the same recipe
+    summary = json.loads((tmp_path / "demo/summary.json").read_text())
+    assert summary["loss"] == "multibox+repgt" and summary["map"] == report["map"]
+    assert "multibox+repgt (this run)" in out and "multibox (reference, from a file)" in out
+    assert "the same recipe" in out and "--write-reference" in out
+    assert "DIFFERENT RECIPE" in demo.closing_table({**summary, "iterations": 4}, reference)
+    assert "not found" in demo.closing_table(summary, tmp_path / "missing.json")
 
 
 def tiny_train(config, data):
@@ -95,6 +107,18 @@ def test_sweep_selects_on_val_and_tests_the_finalists_once(sweep_dir):
     assert final["table"][best]["paired"]["seeds"] == [0, 1, 2]
     text = (sweep_dir / "results.md").read_text()
     assert "Selection on the validation split" in text and "paired bootstrap over 3 images" in text
+
+
+def test_published_results_rebuild_the_tables_without_checkpoints(sweep_dir, tmp_path):
+    ablation.publish(sweep_dir, tmp_path / "pub")
+    assert not list((tmp_path / "pub").rglob("*.pth")) and (tmp_path / "pub/results.md").exists()
+    assert (tmp_path / "pub/final/multibox/seed2/outcomes_test.npz").exists()
+    # the runner, pointed at the published copy, rebuilds everything from it (nothing to train)
+    assert ablation.main(["--config", str(sweep_dir / "tiny.yaml"), "--output-dir", str(tmp_path / "pub")]) == 0
+    again = json.loads((tmp_path / "pub/results.json").read_text())
+    original = json.loads((sweep_dir / "results.json").read_text())
+    assert again["stages"]["final"]["comparisons"] == original["stages"]["final"]["comparisons"]
+    assert not list((tmp_path / "pub").rglob("*.pth"))
 
 
 def test_bad_ablation_config_is_one_clear_error(tmp_path, capsys):

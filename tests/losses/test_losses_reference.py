@@ -52,9 +52,9 @@ def test_multibox_equals_reference(seed, strategy):
 def test_repgt_equals_reference(seed, target, same_class, strategy):
     boxes, labels, valid = scene(3, 10, 10 + seed, num_classes=3)
     loc, conf = predictions(3, PRIORS, 3, seed)
-    criterion = build_criterion("multibox+repgt", repgt_target=target, repgt_same_class=same_class)
+    criterion = build_criterion("multibox+repgt", repgt_target=target, repgt_same_class=same_class, repgt_sigma=1.0)
     got = criterion(loc, conf, PRIORS, boxes, labels, valid)["repgt"]
-    expected = ref.repgt(loc.detach(), PRIORS, boxes, labels, valid, target, same_class)
+    expected = ref.repgt(loc.detach(), PRIORS, boxes, labels, valid, target, same_class, sigma=1.0)
     assert expected > 0
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
 

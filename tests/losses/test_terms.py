@@ -26,7 +26,7 @@ def toy(labels=(1, 1), logits=None):
 
 
 def test_toy_repgt_is_ln2(strategy):
-    out = build_criterion("multibox+repgt")(*toy())
+    out = build_criterion("multibox+repgt", repgt_sigma=1.0)(*toy())  # the paper's Smooth_ln
     # each positive: IoG with the other GT = 1/2 -> -ln(1 - 1/2) = ln 2; two positives / |P+| = 2
     torch.testing.assert_close(out["repgt"], torch.tensor(math.log(2), dtype=torch.float64))
 
@@ -34,7 +34,7 @@ def test_toy_repgt_is_ln2(strategy):
 def test_toy_repgt_same_class_restriction(strategy):
     loc, conf, priors, gt, labels, valid = toy(labels=(1, 2), logits=[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     assert build_criterion("repgt")(loc, conf, priors, gt, labels, valid)["repgt"].item() == 0.0
-    other = build_criterion("repgt", repgt_same_class=False)(loc, conf, priors, gt, labels, valid)["repgt"]
+    other = build_criterion("repgt", repgt_same_class=False, repgt_sigma=1.0)(loc, conf, priors, gt, labels, valid)["repgt"]
     torch.testing.assert_close(other, torch.tensor(math.log(2), dtype=torch.float64))
 
 
@@ -102,7 +102,7 @@ def test_gradients_stay_finite_at_the_edges(case, strategy):
     else:  # prediction 0 shrinks to [0, .2]: touches GT1 at x = .2
         loc[0, 0, 0], loc[0, 0, 2] = -2.5, math.log(0.5) / 0.2
     loc.requires_grad_()
-    out = build_criterion("multibox+repgt+repbox")(loc, conf, priors, gt, labels, valid)
+    out = build_criterion("multibox+repgt+repbox", repgt_sigma=1.0)(loc, conf, priors, gt, labels, valid)
     out["loss"].backward()
     assert all(torch.isfinite(v) for v in out.values())
     assert torch.isfinite(loc.grad).all() and torch.isfinite(conf.grad).all()
