@@ -43,16 +43,23 @@ def summarise(runs: list[dict], cells: list[str], config: dict) -> dict:
 
 
 def select_finalists(config: dict, table: dict) -> list[str]:
-    """The baseline plus the configured finalists, or the best ``num_finalists`` by crowd mAP
-    among cells whose mAP is within one standard deviation of the baseline's (or above)."""
+    """The baseline plus the configured finalists, or, for each loss spec in ``finalist_specs``
+    (default: every spec but the baseline's), its ``num_finalists`` best cells by crowd mAP among
+    those whose mAP is within one standard deviation of the baseline's (or above). Finalists
+    are chosen per spec because each spec's defaults (its terms' options) are chosen from them."""
     baseline = config["baseline"]
     chosen = config.get("finalists", "auto")
     if chosen != "auto":
         return [baseline] + [c for c in chosen if c != baseline]
     floor = table[baseline]["map"]["mean"] - table[baseline]["map"]["std"]
-    eligible = [c for c in table if c != baseline and table[c]["map"]["mean"] >= floor]
-    eligible.sort(key=lambda c: table[c]["crowd_map"]["mean"], reverse=True)
-    return [baseline] + eligible[:config.get("num_finalists", 2)]
+    specs = config.get("finalist_specs") or list(dict.fromkeys(
+        row["loss"] for cell, row in table.items() if row["loss"] != table[baseline]["loss"]))
+    finalists = [baseline]
+    for spec in specs:
+        eligible = [c for c in table if c != baseline and table[c]["loss"] == spec and table[c]["map"]["mean"] >= floor]
+        eligible.sort(key=lambda c: table[c]["crowd_map"]["mean"], reverse=True)
+        finalists += eligible[:config.get("num_finalists", 1)]
+    return finalists
 
 
 def compare_final(config: dict, out: Path, cells: list[str], seeds: list[int], split: str,

@@ -44,7 +44,7 @@ def test_the_two_strategies_agree_on_a_crowded_batch(monkeypatch):
 def test_outputs_and_weighted_total():
     out = build_criterion("multibox+repgt+repbox")(*batch(2))
     assert set(out) == {"loc", "conf", "repgt", "repbox", "loss"}
-    torch.testing.assert_close(out["loss"], out["loc"] + out["conf"] + 0.5 * out["repgt"] + 0.5 * out["repbox"])
+    torch.testing.assert_close(out["loss"], out["loc"] + out["conf"] + out["repgt"] + 0.5 * out["repbox"])
     custom = build_criterion("multibox+repgt", weights={"repgt": 2.0, "loc": 0.0})(*batch(2))
     torch.testing.assert_close(custom["loss"], custom["conf"] + 2.0 * custom["repgt"])
 

@@ -63,7 +63,7 @@ def test_repgt_equals_reference(seed, target, same_class, strategy):
 def test_repgt_sigma_equals_reference(sigma, strategy):
     boxes, labels, valid = scene(2, 10, 3, num_classes=2)
     loc, conf = predictions(2, PRIORS, 2, 5)
-    got = build_criterion("repgt", repgt_sigma=sigma)(loc, conf, PRIORS, boxes, labels, valid)["repgt"]
+    got = build_criterion("repgt", repgt_sigma=sigma, repgt_target="prior")(loc, conf, PRIORS, boxes, labels, valid)["repgt"]
     expected = ref.repgt(loc.detach(), PRIORS, boxes, labels, valid, sigma=sigma)
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
 

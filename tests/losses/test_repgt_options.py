@@ -71,7 +71,7 @@ def test_warmup_ramps_the_repulsion_weights_only():
 def test_diagnostics_are_the_iog_of_the_positives_with_their_g_rep():
     boxes, labels, valid = scene(2, 10, 12, num_classes=2)
     loc, conf = predictions(2, PRIORS, 2, 3)
-    criterion = build_criterion("multibox+repgt")
+    criterion = build_criterion("multibox+repgt", repgt_target="prior")
     assert not [k for k in criterion(loc, conf, PRIORS, boxes, labels, valid) if k.startswith("diag/")]
     out = criterion(loc, conf, PRIORS, boxes, labels, valid, diagnose=True)
     # the reference: loop over positives with a same-class G_Rep of highest IoU with the prior
@@ -112,3 +112,17 @@ def test_new_options_run_on_meta_without_host_syncs():
     assert ops_2 == ops_16
     forbidden = ("item", "_local_scalar_dense", "nonzero", "masked_select", "index.Tensor", "_to_cpu")
     assert not [op for op in ops_16 if any(f in op for f in forbidden)]
+
+
+def test_defaults_are_the_validated_setting_and_the_paper_is_one_option_set_away():
+    default = build_criterion("multibox+repgt")
+    term = default.terms[1]
+    assert (term.sigma, term.target, term.excess, default.weights["repgt"]) == (0.0, "pred", False, 1.0)
+    paper = build_criterion("multibox+repgt", {"repgt": 0.5}, repgt_sigma=1.0, repgt_target="prior").terms[1]
+    assert (paper.sigma, paper.target) == (1.0, "prior")
+    # the default equals the per-image reference with sigma 0 and G_Rep by prediction
+    boxes, labels, valid = scene(2, 10, 40, num_classes=2)
+    loc, conf = predictions(2, PRIORS, 2, 6)
+    expected = ref.repgt(loc.detach(), PRIORS, boxes, labels, valid, "pred", sigma=0.0)
+    torch.testing.assert_close(default(loc, conf, PRIORS, boxes, labels, valid)["repgt"],
+                               torch.tensor(expected, dtype=torch.float64))
