@@ -121,8 +121,8 @@ def test_nonfinite_loss_stops_with_the_last_good_checkpoint_intact(tiny_data, tm
     t = trainer(tiny_data, tmp_path, "--max-iter", "6")
     real = t.criterion.forward
 
-    def poisoned(*args):
-        out = real(*args)
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
         return {**out, "loss": out["loss"] * float("nan")} if t.iteration == 3 else out
     t.criterion.forward = poisoned
     with pytest.raises(TrainingError, match="non-finite loss at iteration 3 .*last.pth"):
@@ -135,8 +135,8 @@ def test_nonfinite_loss_stops_with_the_last_good_checkpoint_intact(tiny_data, tm
 def test_skip_nonfinite_counts_and_goes_on(tiny_data, tmp_path):
     t = trainer(tiny_data, tmp_path, "--max-iter", "4", "--skip-nonfinite")
     real = t.criterion.forward
-    t.criterion.forward = lambda *a: ({**(o := real(*a)), "loss": o["loss"] * float("nan")}
-                                      if t.iteration in (1, 2) else real(*a))
+    t.criterion.forward = lambda *a, **k: ({**(o := real(*a, **k)), "loss": o["loss"] * float("nan")}
+                                           if t.iteration in (1, 2) else real(*a, **k))
     record = t.fit()
     assert t.iteration == 4 and t.skipped == 2 and record["skipped"] == 2
 
