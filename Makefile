@@ -30,9 +30,7 @@ demo: $(STAMP)
 	$(PY) -m repssd.demo --out $(DEMO_DIR)
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_matcher.py
-	$(PY) benchmarks/bench_postprocess.py
-	$(PY) benchmarks/bench_inference.py
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
