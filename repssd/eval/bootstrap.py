@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .crowd import crowd_flags
-from .voc import _flatten, match_detections
+from .crowd import crowd_ground_truth
+from .voc import match_all
 
 __all__ = ["Outcomes", "detection_outcomes", "resampled_map", "paired_bootstrap"]
 
@@ -45,17 +45,9 @@ def detection_outcomes(detections: Sequence[Mapping], ground_truth: Sequence[Map
                        plus_one: bool = True, crowd_iou: float | None = None) -> Outcomes:
     """Match once (VOC devkit rules). ``crowd_iou``: score the crowd subset instead (GT that is
     not crowd is ignored like difficult, as :func:`repssd.eval.crowd.evaluate`)."""
-    if len(detections) != len(ground_truth):
-        raise ValueError(f"{len(detections)} detection entries for {len(ground_truth)} images")
     if crowd_iou is not None:
-        ground_truth = [{**gt, "difficult": np.asarray(gt.get("difficult", np.zeros(len(c), bool)), bool).reshape(-1)
-                         | ~c} for gt, c in zip(ground_truth, crowd_flags(ground_truth, crowd_iou))]
-    gt = _flatten(ground_truth, ("difficult", "ignore"))
-    gt["difficult"] = gt["difficult"] | gt["ignore"]
-    det = _flatten(detections, ("scores",))
-    order = np.lexsort((-det["scores"], det["labels"]))
-    det = {k: v[order] for k, v in det.items()}
-    tp, fp = match_detections(det, gt, iou_threshold, plus_one)
+        ground_truth = crowd_ground_truth(ground_truth, crowd_iou)
+    det, gt, tp, fp = match_all(detections, ground_truth, iou_threshold, plus_one)
     counts = tp | fp
     num_labels = int(max(gt["labels"].max(initial=0), det["labels"].max(initial=0))) + 1
     npos = np.zeros((len(ground_truth), num_labels), np.int64)

@@ -11,7 +11,7 @@ from torch import Tensor
 from ..boxes import box_iou
 from .voc import evaluate as voc_evaluate
 
-__all__ = ["crowd_mask", "crowd_flags", "evaluate"]
+__all__ = ["crowd_mask", "crowd_flags", "crowd_ground_truth", "evaluate"]
 
 
 def crowd_mask(gt_boxes: Tensor | np.ndarray, gt_labels: Tensor | np.ndarray, iou_threshold: float = 0.1) -> Tensor:
@@ -46,6 +46,15 @@ def crowd_flags(ground_truth: Sequence[Mapping], crowd_iou: float = 0.1) -> list
     return flags
 
 
+def crowd_ground_truth(ground_truth: Sequence[Mapping], crowd_iou: float = 0.1) -> list[dict]:
+    """The GT with every object that is not crowd marked difficult (what crowd AP scores)."""
+    subset = []
+    for gt, crowd in zip(ground_truth, crowd_flags(ground_truth, crowd_iou)):
+        difficult = np.asarray(_numpy(gt.get("difficult", np.zeros(len(crowd), bool))), dtype=bool).reshape(-1)
+        subset.append({**gt, "difficult": difficult | ~crowd})
+    return subset
+
+
 def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], crowd_iou: float = 0.1,
              **voc_options) -> dict:
     """Crowd-subset AP: VOC AP where every GT that is not crowd is ignored like a difficult one.
@@ -58,11 +67,7 @@ def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], cro
         ``{"ap": {label: AP}, "map", "num_boxes": crowd GT counted (not difficult),
         "num_images": images holding one, "image_level": {"ap", "map", "num_images"}}``.
     """
-    flags = crowd_flags(ground_truth, crowd_iou)
-    subset = []
-    for gt, crowd in zip(ground_truth, flags):
-        difficult = np.asarray(_numpy(gt.get("difficult", np.zeros(len(crowd), bool))), dtype=bool).reshape(-1)
-        subset.append({**gt, "difficult": difficult | ~crowd})
+    subset = crowd_ground_truth(ground_truth, crowd_iou)
     result = voc_evaluate(detections, subset, **voc_options)
     counted = [int((~s["difficult"]).sum()) for s in subset]
     images = [i for i, n in enumerate(counted) if n]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["average_precision", "evaluate", "match_detections"]
+__all__ = ["average_precision", "evaluate", "match_all", "match_detections"]
 
 _CHUNK = 1 << 20  # detection-GT pairs per step of the overlap computation
 
@@ -110,6 +110,21 @@ def match_detections(det: dict[str, np.ndarray], gt: dict[str, np.ndarray], iou_
     return tp, ~tp & ~hard
 
 
+def match_all(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], iou_threshold: float,
+              plus_one: bool) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    """Flatten per-image detections and GT (ignore regions count as difficult), sort detections
+    by class then score (best first), match: ``(det, gt, tp [D], fp [D])``."""
+    if len(detections) != len(ground_truth):
+        raise ValueError(f"{len(detections)} detection entries for {len(ground_truth)} images")
+    gt = _flatten(ground_truth, ("difficult", "ignore"))
+    gt["difficult"] = gt["difficult"] | gt["ignore"]
+    det = _flatten(detections, ("scores",))
+    order = np.lexsort((-det["scores"], det["labels"]))  # by class, then best first (stable)
+    det = {k: v[order] for k, v in det.items()}
+    tp, fp = match_detections(det, gt, iou_threshold, plus_one)
+    return det, gt, tp, fp
+
+
 def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], iou_threshold: float = 0.5,
              use_07_metric: bool = True, plus_one: bool = True) -> dict:
     """VOC AP per class and their mean.
@@ -124,14 +139,7 @@ def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], iou
         "curves": {label: (recall, precision)}}``; a class with no non-difficult GT is left out
         of ``ap`` and ``map``; a class with GT but no detections has AP 0.
     """
-    if len(detections) != len(ground_truth):
-        raise ValueError(f"{len(detections)} detection entries for {len(ground_truth)} images")
-    gt = _flatten(ground_truth, ("difficult", "ignore"))
-    gt["difficult"] = gt["difficult"] | gt["ignore"]
-    det = _flatten(detections, ("scores",))
-    order = np.lexsort((-det["scores"], det["labels"]))  # by class, then best first (stable)
-    det = {k: v[order] for k, v in det.items()}
-    tp, fp = match_detections(det, gt, iou_threshold, plus_one)
+    det, gt, tp, fp = match_all(detections, ground_truth, iou_threshold, plus_one)
     result = {"ap": {}, "npos": {}, "curves": {}}
     for label in np.unique(gt["labels"]):
         npos = int(((gt["labels"] == label) & ~gt["difficult"]).sum())
