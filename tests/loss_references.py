@@ -52,8 +52,24 @@ def iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def multibox(loc, conf, priors, gt_boxes, gt_labels, gt_valid, ratio=3.0):
-    """Per image: Smooth-L1 of positives, CE of positives + the hardest ratio x negatives."""
+def iof(prior, region) -> float:
+    """Intersection of ``prior`` and ``region`` over the prior's area."""
+    w = max(0.0, min(prior[2], region[2]) - max(prior[0], region[0]))
+    h = max(0.0, min(prior[3], region[3]) - max(prior[1], region[1]))
+    return w * h / ((prior[2] - prior[0]) * (prior[3] - prior[1]))
+
+
+def ignored_priors(b, priors, gt_boxes, gt_ignore, labels, threshold=0.5) -> set[int]:
+    """Background priors of image b lying at least ``threshold`` inside one of its ignore regions."""
+    regions = [gt_boxes[b, g].tolist() for g in range(gt_boxes.shape[1]) if gt_ignore[b, g]]
+    corners = cxcywh_to_xyxy(priors).tolist()
+    return {p for p, prior in enumerate(corners)
+            if labels[p] == 0 and any(iof(prior, region) >= threshold for region in regions)}
+
+
+def multibox(loc, conf, priors, gt_boxes, gt_labels, gt_valid, ratio=3.0, gt_ignore=None, ignore_iof=0.5):
+    """Per image: Smooth-L1 of positives, CE of positives + the hardest ratio x negatives; with
+    ``gt_ignore``, background priors inside an ignore region are not negatives."""
     loc_sum, conf_sum, num_pos = 0.0, 0.0, 0
     for b in range(loc.shape[0]):
         labels, slot, real = match_image(b, priors, gt_boxes, gt_labels, gt_valid)
@@ -62,7 +78,8 @@ def multibox(loc, conf, priors, gt_boxes, gt_labels, gt_valid, ratio=3.0):
             targets = encode(gt_boxes[b, slot], priors)
             loc_sum = loc_sum + F.smooth_l1_loss(loc[b][pos], targets[pos], reduction="sum")
         ce = F.cross_entropy(conf[b], labels, reduction="none")
-        negatives = [p for p in torch.argsort(ce.detach(), descending=True).tolist() if not pos[p]]
+        skip = ignored_priors(b, priors, gt_boxes, gt_ignore, labels, ignore_iof) if gt_ignore is not None else set()
+        negatives = [p for p in torch.argsort(ce.detach(), descending=True).tolist() if not pos[p] and p not in skip]
         chosen = negatives[:int(min(ratio * int(pos.sum()), loc.shape[1] - 1))]
         conf_sum = conf_sum + ce[pos].sum() + ce[chosen].sum()
         num_pos += int(pos.sum())

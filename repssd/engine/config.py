@@ -40,6 +40,11 @@ class TrainConfig:
     loss_options: str = _opt("", "term options, e.g. repgt_target=pred,repbox_sigma=0.5", "loss")
     loss_warmup: int = _opt(0, "iterations of linear warm-up of the repulsion weights, from 0 (0: none)", "loss")
     iou_threshold: float = _opt(0.5, "matching IoU threshold", "loss")
+    ignore_regions: bool = _opt(True, "priors inside ignore regions (CrowdHuman masks, COCO iscrowd) are neither "
+                                "positive nor negative; --no-ignore-regions trains them as background "
+                                "(ssd.pytorch)", "loss")
+    ignore_iof: float = _opt(0.5, "a prior is inside an ignore region when their intersection covers this "
+                             "fraction of the prior", "loss")
     # * Optimisation
     batch_size: int = _opt(32, "images per step (per process)", "optim")
     optimizer: str = _opt("sgd", "sgd (SSD's) | adamw (faster from scratch)", "optim", choices=("sgd", "adamw"))
@@ -73,6 +78,8 @@ class TrainConfig:
     log_every: int = _opt(10, "iterations between log lines", "run")
     diagnostics: bool = _opt(True, "at each log step, also log per-term gradient norms (w.r.t. loc and conf) "
                              "and the terms' statistics (RepGT's IoG)", "run")
+    sync_bn: bool = _opt(False, "under torchrun on GPUs, convert BatchNorm layers to SyncBatchNorm (statistics "
+                         "over every process's batch)", "run")
     skip_nonfinite: bool = _opt(False, "skip batches whose loss is NaN/inf (counted) instead of stopping", "run")
     # * Visdom
     visdom: bool = _opt(False, "post loss curves and eval metrics to a visdom server", "visdom")
@@ -97,6 +104,8 @@ class TrainConfig:
             raise ConfigError(f"--loss-warmup must be >= 0, got {self.loss_warmup}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if not 0.0 < self.ignore_iof <= 1.0:
+            raise ConfigError(f"--ignore-iof must be in (0, 1], got {self.ignore_iof}")
 
 
 _GROUPS = {"model": "model", "data": "data", "loss": "loss terms (repssd.losses)", "optim": "optimisation",

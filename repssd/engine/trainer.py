@@ -52,7 +52,8 @@ class Trainer:
         self._build_data()
         self._build_model()
         self.criterion = build_criterion(config.loss, parse_weights(config.loss_weights), config.iou_threshold,
-                                         warmup=config.loss_warmup, **parse_options(config.loss_options))
+                                         warmup=config.loss_warmup, ignore_iof=config.ignore_iof,
+                                         **parse_options(config.loss_options))
         self._build_optimizer()
         self.iteration, self.skipped = 0, 0
         self.scaler = torch.amp.GradScaler("cuda") if config.amp and self.device.type == "cuda" else None
@@ -83,8 +84,21 @@ class Trainer:
             self._load_finetune(Path(c.weights))
         self.model.to(self.device)
         self._set_frozen(c.freeze)
+        if c.sync_bn:
+            self._convert_sync_bn()
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None) if self.dist.enabled else None)
+
+    def _convert_sync_bn(self) -> None:
+        """``--sync-bn``: BatchNorm statistics over every process's batch (torch runs SyncBatchNorm
+        on GPUs only); a single process has nothing to synchronise."""
+        if not self.dist.enabled:
+            warnings.warn("--sync-bn has no effect without torchrun (one process)", stacklevel=3)
+            return
+        if self.device.type != "cuda":
+            raise ConfigError(f"--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on "
+                              f"{self.device.type}); drop it for CPU/gloo runs")
+        self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
 
     def _load_finetune(self, path: Path) -> None:
         """SSD weights to fine-tune from; classification heads of another class count are re-initialised."""
@@ -174,8 +188,9 @@ class Trainer:
             loc, conf = net(images)
         loc, conf = loc.float(), conf.float()
         gt = [batch[k].to(self.device) for k in ("gt_boxes", "gt_labels", "gt_valid")]
+        ignore = batch["gt_ignore"].to(self.device) if self.config.ignore_regions and "gt_ignore" in batch else None
         self.criterion.set_iteration(self.iteration)
-        losses = self.criterion(loc, conf, self.model.priors, *gt, diagnose=diagnose)
+        losses = self.criterion(loc, conf, self.model.priors, *gt, ignore, diagnose=diagnose)
         if not torch.isfinite(losses["loss"]):
             return self._nonfinite(losses)
         if diagnose:

@@ -78,8 +78,9 @@ class LossContext:
         loc (Tensor[B, P, 4]): predicted offsets. conf (Tensor[B, P, C]): class logits.
         priors (Tensor[P, 4]): cxcywh priors.
         gt_boxes (Tensor[B, G, 4]) normalised xyxy, gt_labels (Tensor[B, G]) in 1..C-1,
-        gt_valid (Tensor[B, G] bool).
-        match: the :class:`~repssd.matcher.Match` of priors to GT.
+        gt_valid (Tensor[B, G] bool): real objects (ignore regions and padding are False).
+        match: the :class:`~repssd.matcher.Match` of priors to GT (``match.ignored``: priors
+            inside ignore regions, neither positive nor negative).
         num_pos (Tensor[] float): positives in the batch, summed over processes under
             torch.distributed and divided by their number (DETR's ``num_boxes``), at least 1.
         variances: the box coder's.
@@ -129,11 +130,18 @@ class LossContext:
     @staticmethod
     def count_positives(match: Match) -> Tensor:
         """``num_pos`` for :class:`LossContext`: batch positives, averaged over processes, >= 1."""
-        num_pos = match.positive.sum().to(torch.float32)
+        return LossContext.mean_over_processes(match.positive.sum()).clamp(min=1.0)
+
+    @staticmethod
+    def mean_over_processes(count: Tensor) -> Tensor:
+        """A per-process count as float32, summed over processes under torch.distributed and
+        divided by their number (itself otherwise): a loss normalised by it, averaged over
+        processes by DDP, equals the loss of one process on the whole batch."""
+        count = count.to(torch.float32)
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(num_pos)
-            num_pos = num_pos / dist.get_world_size()
-        return num_pos.clamp(min=1.0)
+            dist.all_reduce(count)
+            count = count / dist.get_world_size()
+        return count
 
 
 class LossTerm(nn.Module):

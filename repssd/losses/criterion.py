@@ -22,18 +22,23 @@ class Criterion(nn.Module):
         warmup: iterations over which the weights of the ramped terms (every term but
             MultiBox) grow linearly from 0 to their value; 0: no ramp. :meth:`set_iteration`
             tells the criterion where training is.
+        ignore_iof: a prior that is not positive and lies at least this fraction of its area
+            inside an ignore region is neither positive nor negative (0.5, as CrowdDet).
     """
 
     def __init__(self, terms: list[LossTerm], weights: dict[str, float], iou_threshold: float = 0.5,
-                 variances: tuple[float, float] = VARIANCES, warmup: int = 0) -> None:
+                 variances: tuple[float, float] = VARIANCES, warmup: int = 0, ignore_iof: float = 0.5) -> None:
         super().__init__()
         if warmup < 0:
             raise ValueError(f"loss warm-up must be >= 0 iterations, got {warmup}")
+        if not 0.0 < ignore_iof <= 1.0:
+            raise ValueError(f"ignore_iof must be in (0, 1], got {ignore_iof}")
         self.terms = nn.ModuleList(terms)
         self.weights = dict(weights)
         self.iou_threshold = iou_threshold
         self.variances = variances
         self.warmup = warmup
+        self.ignore_iof = ignore_iof
         self.ramped = {out for term in terms if term.ramped for out in term.outputs}
         self.ramp = 1.0 if warmup == 0 else 0.0
 
@@ -47,14 +52,22 @@ class Criterion(nn.Module):
         return {name: w * self.ramp if name in self.ramped else w for name, w in self.weights.items()}
 
     def forward(self, loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
-                gt_valid: Tensor, diagnose: bool = False) -> dict[str, Tensor]:
+                gt_valid: Tensor, gt_ignore: Tensor | None = None, diagnose: bool = False) -> dict[str, Tensor]:
         """Args as in :class:`~repssd.losses.base.LossContext`; returns every term's named
-        scalars plus ``"loss"``, the weighted total (``effective_weights``). ``diagnose``: terms
-        add their ``"diag/..."`` statistics (logged, never weighted)."""
+        scalars plus ``"loss"``, the weighted total (``effective_weights``).
+
+        ``gt_ignore (Tensor[B, G] bool)``: the slots of ``gt_boxes`` that are ignore regions
+        (collate's ``gt_ignore``). They are never matched, never G_Rep and never RepBox targets;
+        priors they cover (``ignore_iof``) are neither positive nor negative: no confidence loss,
+        never mined. None: no ignore regions. ``diagnose``: terms add their ``"diag/..."``
+        statistics (logged, never weighted)."""
         if gt_boxes.shape[1] == 0:  # no GT slot at all: one padded slot keeps every gather valid
             gt_boxes, gt_labels = gt_boxes.new_zeros(len(gt_boxes), 1, 4), gt_labels.new_zeros(len(gt_labels), 1)
             gt_valid = gt_valid.new_zeros(len(gt_valid), 1)
-        result = match(priors_cxcywh, gt_boxes, gt_labels, gt_valid, self.iou_threshold)
+            gt_ignore = None
+        if gt_ignore is not None:
+            gt_valid = gt_valid & ~gt_ignore  # an ignore region is never an object, whatever gt_valid says
+        result = match(priors_cxcywh, gt_boxes, gt_labels, gt_valid, self.iou_threshold, gt_ignore, self.ignore_iof)
         ctx = LossContext(loc, conf, priors_cxcywh.to(loc), gt_boxes.to(loc), gt_labels, gt_valid, result,
                           LossContext.count_positives(result), self.variances, diagnose)
         outputs: dict[str, Tensor] = {}
@@ -64,7 +77,8 @@ class Criterion(nn.Module):
         return outputs
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}, iou_threshold={self.iou_threshold}, warmup={self.warmup}"
+        return (f"weights={self.weights}, iou_threshold={self.iou_threshold}, warmup={self.warmup}, "
+                f"ignore_iof={self.ignore_iof}")
 
 
 def _option_owners() -> dict[str, str]:
@@ -91,7 +105,7 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 def build_criterion(spec: str = "multibox", weights: dict[str, float] | None = None, iou_threshold: float = 0.5,
-                    warmup: int = 0, **options) -> Criterion:
+                    warmup: int = 0, ignore_iof: float = 0.5, **options) -> Criterion:
     """Build a :class:`Criterion` from a spec such as ``"multibox+repgt+repbox"``.
 
     Args:
@@ -100,6 +114,7 @@ def build_criterion(spec: str = "multibox", weights: dict[str, float] | None = N
             ``repgt``, ``repbox``: 0.5); 0 logs an output without training on it.
         iou_threshold: the matching threshold shared by all terms.
         warmup: iterations of linear warm-up of the auxiliary terms' weights (0: none).
+        ignore_iof: how far inside an ignore region a prior must lie to be ignored (0.5).
         options: term options, each routed to the term that takes it (e.g. ``neg_pos_ratio``,
             ``repgt_target``, ``repbox_sigma``).
 
@@ -131,4 +146,4 @@ def build_criterion(spec: str = "multibox", weights: dict[str, float] | None = N
             hint = f" (an output of {all_outputs[out]!r}, not in {spec!r})" if out in all_outputs else ""
             raise ValueError(f"loss weight for unknown output {out!r}{hint}; outputs of {spec!r}: {', '.join(outputs)}")
         merged[out] = float(w)
-    return Criterion(terms, merged, iou_threshold=iou_threshold, warmup=warmup)
+    return Criterion(terms, merged, iou_threshold=iou_threshold, warmup=warmup, ignore_iof=ignore_iof)

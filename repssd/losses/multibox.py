@@ -5,7 +5,8 @@
 L_loc is the Smooth-L1 (beta 1) of the encoded offsets of positive priors, summed. L_conf is the
 softmax cross-entropy of the positives and of the hardest negatives: per image, negatives are
 ranked by their cross-entropy against background (positives excluded) and the top
-``neg_pos_ratio`` x positives (at most P - 1) are kept. Fixed: the positives are zeroed after
+``neg_pos_ratio`` x positives (at most P - 1) are kept. Priors inside ignore regions
+(``Match.ignored``) are neither: they never enter L_conf and are never mined. Fixed: the positives are zeroed after
 the reshape to [B, P] (ssd.pytorch zeroes them before it); N = 0 gives 0, not NaN.
 
 Two execution strategies give the same values. On accelerators (and ``meta``) everything is
@@ -26,18 +27,24 @@ from .base import LossContext, LossTerm, register
 __all__ = ["MultiBoxLoss", "hard_negatives"]
 
 
-def hard_negatives(score: Tensor, positive: Tensor, neg_pos_ratio: float) -> Tensor:
+def hard_negatives(score: Tensor, positive: Tensor, neg_pos_ratio: float, ignored: Tensor | None = None) -> Tensor:
     """Hard-negative mining (SSD Sec. 2.2), per image, loop-free.
 
     Args:
         score (Tensor[B, P]): each prior's cross-entropy against background (no gradient needed).
         positive (Tensor[B, P] bool): matched priors, never mined.
         neg_pos_ratio: negatives kept per positive.
+        ignored (Tensor[B, P] bool, optional): priors that are not negatives either (inside
+            ignore regions), never mined.
 
     Returns:
-        Tensor[B, P] bool: the ``min(ratio * positives, P - 1)`` negatives of highest loss.
+        Tensor[B, P] bool: the ``min(ratio * positives, P - 1)`` negatives of highest loss
+        (fewer where not enough priors are left once ignored ones are out).
     """
     score = score.detach().masked_fill(positive, 0.0)  # [B,P]
+    if ignored is not None:  # ranked below every real negative, and dropped if still reached
+        mined = hard_negatives(score.masked_fill(ignored, -1.0), positive, neg_pos_ratio)
+        return mined & ~ignored
     num_neg = (neg_pos_ratio * positive.sum(dim=1, keepdim=True)).clamp(max=positive.shape[1] - 1)  # [B,1]
     if batching.cpu_strategy(score.device):  # only the largest few are needed: a top-k, not a sort
         k = int(num_neg.max())
@@ -77,15 +84,15 @@ class MultiBoxLoss(LossTerm):
         loc = (F.smooth_l1_loss(ctx.loc, targets, reduction="none", beta=1.0).sum(-1) * positive).sum()
         ce = F.cross_entropy(ctx.conf.flatten(0, 1), ctx.match.labels.flatten(),
                              reduction="none").view_as(positive)  # [B,P]
-        selected = positive | hard_negatives(ce, positive, self.neg_pos_ratio)  # [B,P]
+        selected = positive | hard_negatives(ce, positive, self.neg_pos_ratio, ctx.match.ignored)  # [B,P]
         return loc, (ce * selected).sum()
 
     def _compact(self, ctx: LossContext) -> tuple[Tensor, Tensor]:
         positive, labels = ctx.match.positive, ctx.match.labels  # [B,P]
         with torch.no_grad():  # for the ranking only: CE against background
             background_ce = torch.logsumexp(ctx.conf, dim=-1) - ctx.conf[..., 0]  # [B,P]
-        image, prior = torch.nonzero(positive | hard_negatives(background_ce, positive, self.neg_pos_ratio),
-                                     as_tuple=True)
+        mined = hard_negatives(background_ce, positive, self.neg_pos_ratio, ctx.match.ignored)  # [B,P]
+        image, prior = torch.nonzero(positive | mined, as_tuple=True)
         conf = F.cross_entropy(ctx.conf[image, prior], labels[image, prior], reduction="sum")
         image, prior = torch.nonzero(positive, as_tuple=True)
         matched = ctx.gt_boxes[image, ctx.match.gt_index[image, prior]]  # [N,4]

@@ -58,7 +58,8 @@ class RepGTLoss(LossTerm):
 
     A positive with no other candidate GT overlapping its prior (or prediction) contributes 0;
     it is never repelled from its own GT (unlike repulsion_loss_ssd). |P+| is the batch's
-    positive count shared with MultiBox.
+    positive count shared with MultiBox. Ignore regions are never G_Rep (only objects are
+    candidates): a crowd region nobody labelled says nothing about where a person is not.
     """
 
     outputs = ("repgt",)
@@ -124,7 +125,9 @@ class RepBoxLoss(LossTerm):
 
     Pairs are the positives of one image assigned to different GT; each unordered pair counts
     once in both sums (the ordered sums of Eq. 6 are twice both, the ratio is the same). The
-    denominator counts pairs over the whole batch.
+    denominator counts pairs over the whole batch, and under torch.distributed over every
+    process's batch (averaged like ``num_pos``), so the value does not depend on the GPU count.
+    Ignore regions are never targets: positives are matched to objects only.
     """
 
     outputs = ("repbox",)
@@ -146,7 +149,7 @@ class RepBoxLoss(LossTerm):
                 if width > 1:
                     chunk = self._pairs(pred[images, :width], assigned[images, :width], pos.valid[images, :width])
                     loss, count = loss + chunk[0], count + chunk[1]
-        return {"repbox": loss / (count + self.eps)}
+        return {"repbox": loss / (LossContext.mean_over_processes(count) + self.eps)}
 
     def _pairs(self, pred: Tensor, assigned: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         """(sum of Smooth_ln(IoU), number of pairs with IoU > 0) over the pairs of positives
