@@ -142,3 +142,13 @@ def test_notebooks_execute_without_errors(name, sweep_dir, monkeypatch):
     outputs = [o for cell in book.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "display_data" for o in outputs)  # the plots were drawn
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "experiments").glob("*.yaml")))
+def test_every_experiment_config_loads_and_its_training_options_validate(name):
+    from repssd.engine.config import TrainConfig
+    config = ablation.load_ablation(ROOT / "experiments" / name)
+    train = TrainConfig(**config["train"])
+    train.validate()
+    if train.dataset == "crowdhuman":  # trains with its ignore regions handled
+        assert train.ignore_regions and train.ignore_iof == 0.5

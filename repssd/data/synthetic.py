@@ -9,7 +9,9 @@ so every loader runs on real files:
     DIR/classes.txt                                  VOC layout (VOCDetection, classes from classes.txt)
     DIR/coco/instances_{train,val,test}.json         COCO (person = category 1, car = 3)
     DIR/crowdhuman/annotation_{train,val,test}.odgt  CrowdHuman: persons with fbox / vbox / hbox;
-                                                     cars as "mask" (ignore) regions
+                                                     cars as "mask" (ignore) regions; Images/ links
+                                                     to ../JPEGImages, so DIR/crowdhuman is a
+                                                     CrowdHuman folder (--dataset crowdhuman)
 
 Boxes are full extents (clipped to the image); ``vbox`` is the visible part. Figures less than
 15% visible, or less than 4 pixels wide or high inside the image, are left out of every format,
@@ -242,6 +244,9 @@ def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 
             {"images": images, "annotations": annotations, "categories": categories}))
         (out / "crowdhuman" / f"annotation_{split}.odgt").write_text("".join(line + "\n" for line in odgt))
         counts[split] = {"images": number, "objects": len(annotations)}
+    images_link = out / "crowdhuman" / "Images"
+    if not images_link.is_symlink() and not images_link.exists():
+        images_link.symlink_to(Path("..") / "JPEGImages", target_is_directory=True)
     main = out / "ImageSets" / "Main"
     (main / "trainval.txt").write_text((main / "train.txt").read_text() + (main / "val.txt").read_text())
     (out / "README.txt").write_text(f"repssd synthetic crowd dataset: seed {seed}, size {size}, density {density}; "

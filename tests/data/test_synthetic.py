@@ -63,6 +63,10 @@ def test_three_formats_hold_the_same_objects(synthetic):
         np.testing.assert_allclose([b for b, ig in zip(h.boxes, h.ignore) if not ig], np.array(persons).reshape(-1, 4),
                                    atol=0.02)
         assert sum(h.ignore) == len(cars)  # cars are CrowdHuman "mask" regions
+    # the crowdhuman folder is a CrowdHuman layout of its own (Images/ links to the JPEGs)
+    from repssd.data.factory import open_dataset
+    folder = open_dataset("crowdhuman", synthetic / "crowdhuman", "train")
+    assert [r.boxes for r in folder.records] == [r.boxes for r in crowdhuman.records]
 
 
 def test_loads_into_a_training_batch(synthetic):

@@ -183,6 +183,78 @@ def test_two_process_ddp_ends_with_identical_weights(tiny_data, tmp_path):
     assert [r["iter"] for r in logged] == [1, 2, 3]  # rank 0 alone writes
 
 
+def _spy_on_matching(t, seen):
+    """Record, for each criterion call, the ignore mask it got and how many priors it ignored."""
+    from repssd import matcher
+    real_match = matcher.match
+
+    def recording(*args, **kwargs):
+        result = real_match(*args, **kwargs)
+        ignore = args[5] if len(args) > 5 else kwargs.get("gt_ignore")
+        seen.append((ignore, None if result.ignored is None else int(result.ignored.sum())))
+        return result
+    return recording
+
+
+@pytest.mark.parametrize("flag, handled", [([], True), (["--no-ignore-regions"], False)])
+def test_crowdhuman_training_keeps_mask_regions_out_of_the_confidence_loss(tiny_data, tmp_path, monkeypatch,
+                                                                         flag, handled):
+    """The synthetic set's CrowdHuman files mark cars as "mask" regions: they reach the
+    criterion as gt_ignore and the priors inside them are ignored (unless --no-ignore-regions)."""
+    import repssd.losses.criterion as criterion_module
+    seen = []
+    t = trainer(tiny_data, tmp_path, "--dataset", "crowdhuman", "--data-root", str(tiny_data / "crowdhuman"),
+                "--max-iter", "3", *flag)
+    monkeypatch.setattr(criterion_module, "match", _spy_on_matching(t, seen))
+    t.fit()
+    assert list(t.classes) == ["person"] and len(seen) == 3
+    if handled:
+        assert all(ignore is not None and ignore.any() for ignore, _ in seen)
+        assert sum(count for _, count in seen) > 0  # priors on the cars are neither positive nor negative
+    else:
+        assert all(ignore is None and count is None for ignore, count in seen)
+    assert json.loads((tmp_path / "config.json").read_text())["ignore_regions"] is handled
+
+
+def test_sync_bn_converts_batchnorm_under_ddp_and_says_why_not_elsewhere(tiny_data, tmp_path):
+    from repssd.engine.config import ConfigError
+    from repssd.engine.distributed import DistInfo
+    with pytest.warns(UserWarning, match="--sync-bn has no effect without torchrun"):
+        t = trainer(tiny_data, tmp_path, "--max-iter", "1", "--sync-bn")
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in t.model.modules())
+    batchnorms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in t.model.modules())
+    keys = set(t.model.state_dict())
+    assert batchnorms > 0  # MobileNet trains with BatchNorm
+    t.dist = DistInfo(rank=0, world_size=2)  # as under torchrun with 2 processes
+    with pytest.raises(ConfigError, match="--sync-bn needs CUDA devices"):
+        t._convert_sync_bn()
+    t.device = torch.device("cuda")  # the conversion itself needs no GPU
+    t._convert_sync_bn()
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in t.model.modules()) == batchnorms
+    assert set(t.model.state_dict()) == keys  # checkpoints load into BatchNorm models as before
+
+
+def _sync_bn_worker(rank, world, port, data, out, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    t = trainer(data, out, "--max-iter", "2", "--sync-bn", "--device", f"cuda:{rank}")
+    t.fit()
+    bn = [m for m in t.model.modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    results[rank] = (len(bn), bn[0].running_mean.tolist())
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_sync_bn_gives_every_process_the_same_batchnorm_statistics(tiny_data, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_sync_bn_worker, args=(2, port, str(tiny_data), str(tmp_path), results), nprocs=2)
+    assert results[0][0] > 0
+    assert results[0][1] == pytest.approx(results[1][1])  # synchronised statistics, different batches
+
+
 @pytest.mark.parametrize("args, message", [
     (["--max-iter", "2", "--model", "ssd301"], "unknown --model 'ssd301'"),
     (["--max-iter", "2", "--data-root", "/nonexistent/data"], "/nonexistent/data: data root does not exist"),

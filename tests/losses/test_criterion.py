@@ -153,3 +153,52 @@ def test_num_pos_is_averaged_over_processes():
     mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2)
     local = [results[r][0] for r in range(2)]
     assert results[0][1] == results[1][1] == pytest.approx(sum(local) / 2)
+
+
+def _ddp_loss_worker(rank, world, port, parts, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        loc, conf, priors, *gt = _ddp_batch()
+        mine = parts[rank]
+        loc, conf = loc[mine].detach().requires_grad_(), conf[mine].detach().requires_grad_()
+        out = build_criterion("multibox+repgt+repbox")(loc, conf, priors, *(t[mine] for t in gt))
+        grads = torch.autograd.grad(out["loss"], (loc, conf))
+        results[rank] = ({k: v.item() for k, v in out.items()}, [g.tolist() for g in grads])
+    finally:
+        dist.destroy_process_group()
+
+
+def _ddp_batch():
+    """5 crowded images with ignore regions, float64 (mobilenet_ssd300: 3000 priors)."""
+    from test_ignore_regions import crowd_with_regions
+    from test_losses_reference import PRIORS, predictions
+    boxes, labels, valid, ignore = crowd_with_regions(5, 10, 4)
+    labels = labels.clamp(max=2)  # two classes, so RepGT finds same-class neighbours
+    loc, conf = predictions(5, PRIORS, 3, 6)
+    return loc, conf, PRIORS, boxes, labels, valid, ignore
+
+
+def test_two_process_losses_average_to_the_one_process_loss_on_the_whole_batch():
+    """DDP averages each process's loss (its gradients): num_pos and RepBox's pair count are
+    averaged over processes, so the mean of the two processes' values is the one-process value
+    on the concatenated batch, for every term, whatever the split (here 2 + 3 images)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    parts = [slice(0, 2), slice(2, 5)]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_loss_worker, args=(2, port, parts, results), nprocs=2)
+    loc, conf, priors, boxes, labels, valid, ignore = _ddp_batch()
+    whole = build_criterion("multibox+repgt+repbox")(loc, conf, priors, boxes, labels, valid, ignore)
+    grads = torch.autograd.grad(whole["loss"], (loc, conf))
+    assert whole["repbox"] > 0 and whole["repgt"] > 0
+    for key, value in whole.items():
+        assert (results[0][0][key] + results[1][0][key]) / 2 == pytest.approx(value.item(), rel=1e-9), key
+    for rank, part in enumerate(parts):  # DDP's gradient is the mean of the processes'
+        for got, expected in zip(results[rank][1], grads):
+            torch.testing.assert_close(torch.tensor(got, dtype=torch.float64) / 2, expected[part])
+    # per-process pair counts (no all-reduce) would not give this: RepBox's two halves differ
+    local = [build_criterion("repbox")(loc[p], conf[p], priors, boxes[p], labels[p], valid[p], ignore[p])["repbox"]
+             for p in parts]
+    assert ((local[0] + local[1]) / 2).item() != pytest.approx(whole["repbox"].item(), rel=1e-6)
