@@ -1,17 +1,27 @@
-"""CrowdHuman metrics: AP, MR^-2 and JI, following the CrowdHuman toolkit's definitions.
+"""CrowdHuman metrics: AP, MR^-2 and JI, following the CrowdHuman evaluation toolkit as CrowdDet
+ships it (``lib/evaluate/APMRToolkits``, ``lib/evaluate/compute_JI.py``).
 
-Matching (the toolkit's ``compare_caltech``): per image, detections in score order each take the
-unmatched non-ignore GT of highest IoU above the threshold; a detection matching none but
-covering an ignore region (intersection over the *detection's* area above the threshold) is
-neither a true nor a false positive. Here the rank-k detection of every image is matched in the
-same step, so the loop runs over ranks, not over images or detections.
+Matching for AP and MR^-2 (the toolkit's ``compare_caltech``): per image, detections in score order
+each take the unmatched non-ignore GT of highest IoU above the threshold; a detection matching
+none but covering an ignore region (intersection over the *detection's* area above the
+threshold) is neither a true nor a false positive. Ignore regions are never "used up". Here the
+rank-k detection of every image is matched in the same step, so the loop runs over ranks, not
+over images or detections.
 
-- AP: trapezoidal area under the precision/recall points (no interpolation);
-- MR^-2: the miss rate at the first point where false positives per image reach each of 9
-  references log-spaced in [1e-2, 1], averaged in log space;
-- JI: per image, the most one-to-one matches (IoU > 0.5, scipy's Hungarian solver) between GT and
-  detections above a score threshold, k / (gt + det - k), averaged over images; the best over
-  thresholds 0, 0.1, ..., 0.9.
+- AP: trapezoidal area under the precision/recall points (no interpolation), recall over the
+  non-ignore GT;
+- MR^-2: the miss rate at the first point where false positives per image reach each of the
+  toolkit's 9 references (10^-2 .. 1, rounded to 4 decimals as it lists them), averaged in log space;
+- JI: per image and score threshold t (0, 0.1, ..., 0.9), the detections scoring above t and the
+  non-ignore GT are matched one-to-one by maximum total IoU over pairs with IoU > 0.5 (k
+  matches); unmatched detections lying more than 0.5 inside an ignore region (intersection over
+  the detection's area) leave the detection count n, unmatched GT lying more than 0.5 inside one
+  leave the GT count m; the image scores k / (m + n - k). JI is the mean over images with m or n
+  non-zero, best over t.
+
+Boxes are used as given: repssd's loaders clip GT to the image and its post-processing clips
+detections, where the toolkit clips both to [0, w - 1] x [0, h - 1] for x1, y1 and [0, w] x [0, h]
+for x2, y2 (a sub-pixel difference at the right and bottom edges only).
 """
 from __future__ import annotations
 
@@ -24,7 +34,9 @@ from .voc import _array
 
 __all__ = ["evaluate", "match_greedy", "log_average_miss_rate", "jaccard_index", "FPPI_POINTS"]
 
-FPPI_POINTS = np.power(10.0, np.linspace(-2.0, 0.0, 9))
+# the toolkit's CALTECH_-2 references, as it lists them (10 ** linspace(-2, 0, 9), rounded)
+FPPI_POINTS = np.array([0.0100, 0.0178, 0.0316, 0.0562, 0.1000, 0.1778, 0.3162, 0.5623, 1.000])
+JI_SCORE_THRESHOLDS = np.arange(10) / 10
 
 
 def _pairwise(det: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,28 +101,38 @@ def log_average_miss_rate(fp: np.ndarray, tp: np.ndarray, npos: int, num_images:
         return float(np.exp(np.log(miss[index]).mean()))
 
 
-def jaccard_index(det_boxes: list[np.ndarray], det_scores: list[np.ndarray], outcomes: list[np.ndarray],
-                  gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray], iou_threshold: float = 0.5) -> float:
-    """Best mean per-image Jaccard index over score thresholds 0, 0.1, ..., 0.9."""
+def jaccard_index(det_boxes: list[np.ndarray], det_scores: list[np.ndarray], gt_boxes: list[np.ndarray],
+                  gt_ignore: list[np.ndarray], iou_threshold: float = 0.5) -> float:
+    """The toolkit's JI (module docstring): best over score thresholds of the mean per-image
+    k / (m + n - k), ignore regions taking unmatched detections and GT out of n and m."""
     best = 0.0
-    for threshold in np.arange(0.0, 1.0, 0.1):
+    for threshold in JI_SCORE_THRESHOLDS:
         ratios = []
-        for boxes, scores, outcome, gt, ignore in zip(det_boxes, det_scores, outcomes, gt_boxes, gt_ignore):
-            keep = (scores >= threshold) & (outcome != -1)  # detections on ignore regions do not count
-            objects = gt[~ignore]
-            m, n = int(keep.sum()), len(objects)
-            if m + n == 0:
-                continue
-            k = 0
-            if m and n:
-                iou, _ = _pairwise(boxes[keep], objects)
-                edges = iou > iou_threshold
-                r, c = linear_sum_assignment(edges, maximize=True)
-                k = int(edges[r, c].sum())
-            ratios.append(k / (m + n - k))
+        for boxes, scores, gt, ignore in zip(det_boxes, det_scores, gt_boxes, gt_ignore):
+            dets, objects, regions = boxes[scores > threshold], gt[~ignore], gt[ignore]
+            det_free, gt_free = np.ones(len(dets), bool), np.ones(len(objects), bool)
+            if len(dets) and len(objects):
+                iou, _ = _pairwise(dets, objects)
+                weight = np.where(iou > iou_threshold, iou, 0.0)
+                rows, cols = linear_sum_assignment(weight, maximize=True)  # maximum-weight matching
+                hit = weight[rows, cols] > 0
+                det_free[rows[hit]], gt_free[cols[hit]] = False, False
+            k = int((~det_free).sum())
+            n = len(dets) - _inside(dets[det_free], regions, iou_threshold)
+            m = len(objects) - _inside(objects[gt_free], regions, iou_threshold)
+            if m + n:
+                ratios.append(k / (m + n - k))
         if ratios:
             best = max(best, float(np.mean(ratios)))
     return best
+
+
+def _inside(boxes: np.ndarray, regions: np.ndarray, threshold: float) -> int:
+    """How many ``boxes`` lie more than ``threshold`` inside some region (over their own area)."""
+    if not len(boxes) or not len(regions):
+        return 0
+    _, ioa = _pairwise(boxes, regions)
+    return int((ioa.max(axis=1) > threshold).sum())
 
 
 def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], label: int = 1,
@@ -135,5 +157,5 @@ def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], lab
     recall, precision = tp / max(npos, 1), tp / np.maximum(tp + fp, 1)
     ap = float(np.sum((recall[1:] - recall[:-1]) * (precision[1:] + precision[:-1]) / 2)) if len(recall) > 1 else 0.0
     return {"ap": ap, "mr": log_average_miss_rate(fp, tp, npos, len(ground_truth)),
-            "ji": jaccard_index(list(det_boxes), list(det_scores), outcomes, gt_boxes, gt_ignore, iou_threshold),
+            "ji": jaccard_index(list(det_boxes), list(det_scores), gt_boxes, gt_ignore, iou_threshold),
             "npos": npos, "num_images": len(ground_truth)}
