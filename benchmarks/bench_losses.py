@@ -4,7 +4,9 @@
 
 B images with 1..max-gt GT each, P = 8732 priors, C = 21. Paths:
 
-- repssd ``multibox``, ``multibox+repgt``, ``multibox+repgt+repbox`` (``build_criterion``);
+- repssd ``multibox``, ``multibox+repgt``, ``multibox+repgt+repbox`` (``build_criterion``), and
+  the first and last again with ignore regions (about 15% of the GT slots, enlarged, passed as
+  ``gt_ignore``: priors inside them are neither positive nor negative);
 - torchvision SSD: per image ``box_iou`` + ``proposal_matcher``, then ``SSD.compute_loss``;
 - ssd.pytorch: per image ``match`` + ``encode`` transcribed here, then its ``MultiBoxLoss``
   (mining-mask order fixed).
@@ -40,17 +42,21 @@ def make_batch(batch: int, max_gt: int, device: str, seed: int = 0):
     boxes = torch.cat((xy, xy + wh), -1)
     labels = torch.randint(1, NUM_CLASSES, (batch, max_gt), generator=g)
     valid = torch.arange(max_gt) < counts[:, None]
+    # ignore regions (CrowdHuman "mask" boxes): about 15% of the slots, twice as large
+    ignore = valid & (torch.rand(batch, max_gt, generator=g) < 0.15)
+    grown = torch.cat((xy - wh / 2, xy + 1.5 * wh), -1).clamp(0, 1)
+    boxes = torch.where(ignore[..., None], grown, boxes)
     loc = 0.3 * torch.randn(batch, 8732, 4, generator=g)
     conf = torch.randn(batch, 8732, NUM_CLASSES, generator=g)
-    return [t.to(device) for t in (loc, conf, boxes, labels, valid)]
+    return [t.to(device) for t in (loc, conf, boxes, labels, valid, ignore)]
 
 
-def repssd_step(spec):
+def repssd_step(spec, with_ignore=False):
     criterion = build_criterion(spec)
 
-    def step(loc, conf, priors, boxes, labels, valid):
+    def step(loc, conf, priors, boxes, labels, valid, ignore):
         loc, conf = loc.detach().requires_grad_(), conf.detach().requires_grad_()
-        out = criterion(loc, conf, priors, boxes, labels, valid)
+        out = criterion(loc, conf, priors, boxes, labels, valid, ignore if with_ignore else None)
         out["loss"].backward()
         return out["loc"] + out["conf"]
     return step
@@ -59,7 +65,7 @@ def repssd_step(spec):
 TV = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=NUM_CLASSES)
 
 
-def torchvision_step(loc, conf, priors, boxes, labels, valid):
+def torchvision_step(loc, conf, priors, boxes, labels, valid, ignore):
     loc, conf = loc.detach().requires_grad_(), conf.detach().requires_grad_()
     anchors = cxcywh_to_xyxy(priors)
     targets, matched = [], []
@@ -73,7 +79,7 @@ def torchvision_step(loc, conf, priors, boxes, labels, valid):
     return total
 
 
-def ssd_pytorch_step(loc, conf, priors, boxes, labels, valid):
+def ssd_pytorch_step(loc, conf, priors, boxes, labels, valid, ignore):
     loc, conf = loc.detach().requires_grad_(), conf.detach().requires_grad_()
     num, num_priors = loc.shape[:2]
     loc_t = torch.zeros(num, num_priors, 4, device=loc.device)
@@ -101,10 +107,10 @@ def ssd_pytorch_step(loc, conf, priors, boxes, labels, valid):
 
 
 def count_ops(fn, batch, max_gt, device):
-    loc, conf, boxes, labels, valid = make_batch(batch, max_gt, device)
+    loc, conf, boxes, labels, valid, ignore = make_batch(batch, max_gt, device)
     priors = generate_priors("ssd300_voc", device=device)
     with OpCounter() as counter:
-        fn(loc, conf, priors, boxes, labels, valid)
+        fn(loc, conf, priors, boxes, labels, valid, ignore)
     return counter.count
 
 
@@ -119,25 +125,28 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     TV.to(device)
     priors = generate_priors("ssd300_voc", device=device)
-    loc, conf, boxes, labels, valid = make_batch(opts.batch, opts.max_gt, device)
-    args = (loc, conf, priors, boxes, labels, valid)
+    loc, conf, boxes, labels, valid, ignore = make_batch(opts.batch, opts.max_gt, device)
+    args = (loc, conf, priors, boxes, labels, valid, ignore)
     multibox = {"repssd multibox": repssd_step("multibox"), "torchvision SSD": torchvision_step,
                 "ssd.pytorch MultiBoxLoss": ssd_pytorch_step}
     values = {name: fn(*args) for name, fn in multibox.items()}
     for name, value in values.items():
         torch.testing.assert_close(value, values["repssd multibox"], rtol=1e-4, atol=1e-4, msg=name)
     paths = {**multibox, "repssd multibox+repgt": repssd_step("multibox+repgt"),
-             "repssd multibox+repgt+repbox": repssd_step("multibox+repgt+repbox")}
+             "repssd multibox+repgt+repbox": repssd_step("multibox+repgt+repbox"),
+             "repssd multibox, ignore": repssd_step("multibox", True),
+             "repssd multibox+repgt+repbox, ignore": repssd_step("multibox+repgt+repbox", True)}
     times = median_times(paths, args, opts.repeats, sync)
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; B={opts.batch}, P=8732, "
-          f"C={NUM_CLASSES}, G=1..{opts.max_gt} ({int(valid.sum())} GT); multibox losses equal "
+          f"C={NUM_CLASSES}, G=1..{opts.max_gt} ({int(valid.sum())} GT, {int(ignore.sum())} of them ignore regions "
+          f"in the ', ignore' paths); multibox losses equal "
           f"({values['repssd multibox'].item():.4f})")
     tv = times["torchvision SSD"]
-    print(f"\n{'path':30s} {'median ms':>10s} {'torchvision / it':>17s}   ops B=2   ops B=32")
+    print(f"\n{'path':38s} {'median ms':>10s} {'torchvision / it':>17s}   ops B=2   ops B=32")
     for name, fn in paths.items():
         on = "meta" if name.startswith("repssd") else device
         ops = [count_ops(fn, b, opts.max_gt, on) for b in (2, 32)]
-        print(f"{name:30s} {times[name] * 1e3:10.1f} {tv / times[name]:16.2f}x {ops[0]:9d} {ops[1]:10d}")
+        print(f"{name:38s} {times[name] * 1e3:10.1f} {tv / times[name]:16.2f}x {ops[0]:9d} {ops[1]:10d}")
 
 
 if __name__ == "__main__":

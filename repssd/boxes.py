@@ -69,13 +69,19 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     temporaries in place (autograd-safe): on CPU, fresh multi-MB buffers cost page faults, and
     this is 2-3x faster than allocating a new tensor per step.
     """
-    ax1, ay1, ax2, ay2 = a.unsqueeze(-1).unbind(-2)  # [..., N, 1] each
-    bx1, by1, bx2, by2 = b.unsqueeze(-3).unbind(-1)  # [..., 1, M] each
-    inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)  # [..., N, M] width
-    inter_h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)  # [..., N, M]
-    inter = inter.mul_(inter_h)
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2), inter = _pairwise_intersection(a, b)
     union = ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1)).sub_(inter)  # [..., N, M]
     return inter.div_(_nonzero_(union))
+
+
+def _pairwise_intersection(a: Tensor, b: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+    """The coordinates of ``a`` as ``[..., N, 1]`` and of ``b`` as ``[..., 1, M]`` columns, and
+    the ``[..., N, M]`` intersection areas (a fresh tensor the caller may update in place)."""
+    ax1, ay1, ax2, ay2 = a_cols = a.unsqueeze(-1).unbind(-2)  # [..., N, 1] each
+    bx1, by1, bx2, by2 = b_cols = b.unsqueeze(-3).unbind(-1)  # [..., 1, M] each
+    inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)  # [..., N, M] width
+    inter_h = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0)  # [..., N, M]
+    return a_cols, b_cols, inter.mul_(inter_h)
 
 
 def box_iog(pred: Tensor, gt: Tensor) -> Tensor:
@@ -92,8 +98,11 @@ def box_iog(pred: Tensor, gt: Tensor) -> Tensor:
 
 
 def pairwise_iog(pred: Tensor, gt: Tensor) -> Tensor:
-    """Pairwise IoG: ``pred (Tensor[..., N, 4])``, ``gt (Tensor[..., M, 4])`` -> ``Tensor[..., N, M]``."""
-    return box_iog(pred.unsqueeze(-2), gt.unsqueeze(-3))  # [..., N, M]
+    """Pairwise IoG, how much of each ``gt`` lies inside each ``pred``: ``pred (Tensor[..., N, 4])``,
+    ``gt (Tensor[..., M, 4])`` or ``(Tensor[M, 4])`` -> ``Tensor[..., N, M]``, 0 where ``gt_m``
+    has no area. Computed on ``[..., N, M]`` planes like :func:`box_iou`."""
+    _, (gx1, gy1, gx2, gy2), inter = _pairwise_intersection(pred, gt)
+    return inter.div_(_nonzero_((gx2 - gx1) * (gy2 - gy1)))  # [..., N, M] / [..., 1, M]
 
 
 def clip_boxes(boxes: Tensor, width: float = 1.0, height: float = 1.0) -> Tensor:

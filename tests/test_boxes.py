@@ -62,6 +62,11 @@ def test_pairwise_iog_matches_elementwise(random_boxes):
     for i in range(7):
         for j in range(9):
             assert table[i, j] == box_iog(a[i], b[j])
+    # a leading batch dimension, a shared second set, and an empty gt box (0, not NaN)
+    batched = pairwise_iog(torch.stack([a, a.flip(0)]), b)
+    assert torch.equal(batched[0], table) and torch.equal(batched[1], table.flip(0))
+    empty = torch.tensor([[0.2, 0.2, 0.2, 0.5]])
+    assert pairwise_iog(a, empty).eq(0).all()
 
 
 def test_converters_round_trip_and_known_values(random_boxes):
