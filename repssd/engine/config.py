@@ -33,6 +33,8 @@ class TrainConfig:
     train_split: str = _opt("trainval", "training image set / split", "data")
     test_split: str = _opt("test", "evaluation image set / split", "data")
     workers: int = _opt(2, "data-loading worker processes", "data")
+    keep_difficult: bool = _opt(False, "train on VOC objects marked difficult (ssd.pytorch drops them from "
+                                "training; evaluation always ignores them)", "data")
     zoom_out: float = _opt(4.0, "largest zoom-out ratio of the augmentation (the paper's 4; 1: none)", "data")
     # * Loss
     loss: str = _opt("multibox", "loss spec, terms joined by + (multibox+repgt+repbox)", "loss")

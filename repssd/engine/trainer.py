@@ -64,8 +64,10 @@ class Trainer:
         probe = build_model(c.model, 2, spec=c.prior_spec, **self._model_options())
         mean = probe.normalize.mean.flatten().tolist()
         self.image_size = probe.image_size
+        # VOC "difficult" objects: left out of training as ssd.pytorch does, unless --keep-difficult
+        options = {"keep_difficult": c.keep_difficult} if c.dataset in ("voc", "voc0712", "synthetic", "folder") else {}
         self.train_set = open_dataset(c.dataset, c.data_root, c.train_split,
-                                      SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out))
+                                      SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out), **options)
         if len(self.train_set) == 0:
             raise ConfigError(f"{c.data_root}: the {c.train_split!r} split has no usable images")
         self.classes = class_names(self.train_set)

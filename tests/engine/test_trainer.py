@@ -216,6 +216,21 @@ def test_crowdhuman_training_keeps_mask_regions_out_of_the_confidence_loss(tiny_
     assert json.loads((tmp_path / "config.json").read_text())["ignore_regions"] is handled
 
 
+def test_voc_difficult_objects_are_left_out_of_training_unless_kept(tiny_data, tmp_path):
+    """ssd.pytorch's treatment: difficult objects are dropped from the training targets."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, symlinks=True)
+    xml = data / "Annotations" / "train_000000.xml"
+    text = xml.read_text()
+    xml.write_text(text.replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
+    objects = text.count("<object>")
+    dropped = trainer(data, tmp_path / "a", "--max-iter", "1")
+    kept = trainer(data, tmp_path / "b", "--max-iter", "1", "--keep-difficult")
+    assert len(dropped.train_set.records[0].boxes) == objects - 1
+    assert len(kept.train_set.records[0].boxes) == objects and sum(kept.train_set.records[0].difficult) == 1
+
+
 def test_sync_bn_converts_batchnorm_under_ddp_and_says_why_not_elsewhere(tiny_data, tmp_path):
     from repssd.engine.config import ConfigError
     from repssd.engine.distributed import DistInfo
