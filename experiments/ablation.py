@@ -3,9 +3,10 @@ evaluated, compared with the baseline.
 
     python -m experiments.ablation --config experiments/synthetic_sweep.yaml [--output-dir DIR] [--stage select|final]
 
-A config names ``cells`` (``name: {loss, loss_options, loss_weights, loss_warmup}``; a plain list
-``specs`` of loss specs also works), ``seeds``, the shared ``train`` options and, for the
-synthetic set, how to ``generate`` it when missing. Every run lives in ``OUTPUT/<cell>/seed<k>``
+A config names ``cells`` (``name: {loss, loss_options, loss_weights, loss_warmup, ignore_regions}``;
+a plain list ``specs`` of loss specs also works), ``seeds``, the shared ``train`` options and, for
+the synthetic set, how to ``generate`` it when missing (into ``generate.root``, default
+``train.data_root``). Every run lives in ``OUTPUT/<cell>/seed<k>``
 and is resumed if interrupted, skipped if finished; its evaluation on a split is cached as
 ``metrics_<split>.json`` (with ``outcomes_<split>.npz`` for the bootstrap).
 
@@ -47,7 +48,7 @@ from .report import compare_final, markdown, plot, select_finalists, summarise
 
 __all__ = ["load_ablation", "run_one", "evaluate_run", "main"]
 
-CELL_KEYS = ("loss", "loss_options", "loss_weights", "loss_warmup")
+CELL_KEYS = ("loss", "loss_options", "loss_weights", "loss_warmup", "ignore_regions")
 
 
 def load_ablation(path: Path) -> dict:
@@ -131,7 +132,7 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
                                                             (("all", plain), ("crowd", crowd)) for k in Outcomes.__annotations__})
     metrics = {"cell": cell, "seed": seed, "split": split, "map": report["map"], "crowd_map": report["crowd"]["map"],
                "ap": report["ap"], "crowd_ap": report["crowd"]["ap"], "person_ap": report["crowdhuman"]["ap"],
-               "person_mr": report["crowdhuman"]["mr"], "crowd_boxes": report["crowd"]["num_boxes"],
+               "person_mr": report["crowdhuman"]["mr"], "person_ji": report["crowdhuman"]["ji"], "crowd_boxes": report["crowd"]["num_boxes"],
                "num_images": report["num_images"], "iterations": int((folder / "done").read_text())}
     done.write_text(json.dumps(metrics, indent=1))
     return metrics
@@ -146,8 +147,8 @@ def load_outcomes(out: Path, cell: str, seed: int, split: str) -> dict[str, Outc
 
 def ensure_data(config: dict) -> None:
     """Generate the synthetic set the config points at when it is missing."""
-    generate = config.get("generate")
-    root = Path(config["train"].get("data_root", "data/synthetic"))
+    generate = dict(config.get("generate") or {})
+    root = Path(generate.pop("root", config["train"].get("data_root", "data/synthetic")))
     if generate and not (root / "ImageSets").exists():
         from repssd.data.synthetic import generate as make
         print(f"generating the synthetic crowd set in {root} ...")

@@ -28,9 +28,12 @@ def summarise(runs: list[dict], cells: list[str], config: dict) -> dict:
         if not mine:
             continue
         row = {"seeds": sorted(mine), **{k: config["cells"][cell].get(k, "") for k in ("loss", "loss_options",
-                                                                                       "loss_weights", "loss_warmup")}}
+                                                                                       "loss_weights", "loss_warmup",
+                                                                                       "ignore_regions")}}
         for key in METRICS:
             row[key] = _mean_std([r[key] for r in mine.values()])
+        if all("person_ji" in r for r in mine.values()):  # runs scored before JI was recorded lack it
+            row["person_ji"] = _mean_std([r["person_ji"] for r in mine.values()])
         classes = sorted({c for r in mine.values() for c in r["ap"]})
         row["ap"] = {c: float(np.mean([r["ap"].get(c, np.nan) for r in mine.values()])) for c in classes}
         row["crowd_ap"] = {c: float(np.mean([r["crowd_ap"].get(c, np.nan) for r in mine.values()])) for c in classes}
@@ -93,6 +96,8 @@ def _stage_table(stage: dict, baseline: str) -> list[str]:
     for cell, row in stage["table"].items():
         options = ", ".join(str(row[k]) if k != "loss_warmup" else f"warmup {row[k]}"
                             for k in ("loss_options", "loss_weights", "loss_warmup") if row.get(k))
+        if row.get("ignore_regions") is False:
+            options = ", ".join(filter(None, [options, "no ignore regions"]))
         paired = row.get("paired")
         deltas = [_diff(paired[k]) if paired else "—" for k in ("map", "crowd_map")]
         lines.append(f"| {cell}{' (baseline)' if cell == baseline else ''} | {row['loss']} | {options or '—'} | "

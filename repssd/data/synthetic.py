@@ -13,6 +13,12 @@ so every loader runs on real files:
                                                      to ../JPEGImages, so DIR/crowdhuman is a
                                                      CrowdHuman folder (--dataset crowdhuman)
 
+With ``mask_fraction`` f > 0 (``--mask-fraction``) the CrowdHuman files leave a random fraction f
+of the persons unlabelled as CrowdHuman does where people are too many or too small to box: they
+become ignore regions (``extra.ignore = 1``), and ``crowdhuman/annotation_<split>_full.odgt`` keeps
+every person labelled (split ``<split>_full``), for scoring what a model trained on the masked
+files learned about the masked people. VOC and COCO files always label everyone.
+
 Boxes are full extents (clipped to the image); ``vbox`` is the visible part. Figures less than
 15% visible, or less than 4 pixels wide or high inside the image, are left out of every format,
 as nobody could label them.
@@ -207,19 +213,22 @@ def _xywh(box: list[float]) -> list[float]:
 
 
 def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 300, density: float = 6.0,
-             val: int = 0) -> dict:
+             val: int = 0, mask_fraction: float = 0.0) -> dict:
     """Write the dataset (see the module docstring); returns counts per split.
 
     Scene ``i`` of a split depends only on (seed, split, i, size, density), so a set made with
-    more images of a split holds the smaller one's as a prefix.
+    more images of a split holds the smaller one's as a prefix; which persons ``mask_fraction``
+    leaves unlabelled depends on (seed, split, i) too, not on the scenes' random draws.
     """
+    if not 0.0 <= mask_fraction < 1.0:
+        raise ValueError(f"mask_fraction must be in [0, 1), got {mask_fraction}")
     out = Path(out)
     for folder in ("JPEGImages", "Annotations", "ImageSets/Main", "coco", "crowdhuman"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     counts = {}
     for split, number in (("train", train), ("val", val), ("test", test)):
-        ids, images, annotations, odgt = [], [], [], []
+        ids, images, annotations, odgt, odgt_full = [], [], [], [], []
         for index in range(number):
             scene = render_scene(np.random.default_rng([seed, _SPLIT_CODES[split], index]), size, density)
             image_id = f"{split}_{index:06d}"
@@ -230,6 +239,7 @@ def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 
             ids.append(image_id)
             images.append({"id": index + 1, "file_name": f"{image_id}.jpg", "width": width, "height": height})
             gtboxes = []
+            unlabelled = np.random.default_rng([seed, _SPLIT_CODES[split], index, 1]).random(len(scene.labels))
             for label, full, vis, head in zip(scene.labels, scene.full, scene.visible, scene.head):
                 clipped = _xywh(_clip(full, width, height))
                 annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "bbox": clipped,
@@ -237,19 +247,26 @@ def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 
                                     "area": round(clipped[2] * clipped[3], 2)})
                 gtboxes.append({"tag": "person" if label == 1 else "mask", "fbox": _xywh(full), "vbox": _xywh(vis),
                                 "hbox": _xywh(head), "extra": {"box_id": len(gtboxes), "ignore": 0}})
+            odgt_full.append(json.dumps({"ID": image_id, "gtboxes": gtboxes}))
+            for k, box in enumerate(gtboxes):
+                if box["tag"] == "person" and unlabelled[k] < mask_fraction:
+                    box["extra"] = {**box["extra"], "ignore": 1}
             odgt.append(json.dumps({"ID": image_id, "gtboxes": gtboxes}))
         (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
         categories = [{"id": cid, "name": name, "supercategory": name} for cid, name in zip(COCO_CATEGORY_IDS, CLASSES)]
         (out / "coco" / f"instances_{split}.json").write_text(json.dumps(
             {"images": images, "annotations": annotations, "categories": categories}))
         (out / "crowdhuman" / f"annotation_{split}.odgt").write_text("".join(line + "\n" for line in odgt))
+        if mask_fraction > 0:
+            (out / "crowdhuman" / f"annotation_{split}_full.odgt").write_text("".join(line + "\n" for line in odgt_full))
         counts[split] = {"images": number, "objects": len(annotations)}
     images_link = out / "crowdhuman" / "Images"
     if not images_link.is_symlink() and not images_link.exists():
         images_link.symlink_to(Path("..") / "JPEGImages", target_is_directory=True)
     main = out / "ImageSets" / "Main"
     (main / "trainval.txt").write_text((main / "train.txt").read_text() + (main / "val.txt").read_text())
-    (out / "README.txt").write_text(f"repssd synthetic crowd dataset: seed {seed}, size {size}, density {density}; "
+    masked = f", mask fraction {mask_fraction} (CrowdHuman files)" if mask_fraction else ""
+    (out / "README.txt").write_text(f"repssd synthetic crowd dataset: seed {seed}, size {size}, density {density}{masked}; "
                                     f"{json.dumps(counts)}\n")
     return counts
 
@@ -266,14 +283,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="size and density together: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
     parser.add_argument("--size", type=int, help="image width in pixels (height 0.75-1x); overrides the preset")
     parser.add_argument("--density", type=float, help="mean people per image; overrides the preset")
+    parser.add_argument("--mask-fraction", type=float, default=0.0,
+                        help="share of persons the CrowdHuman files leave unlabelled as ignore regions (0: none)")
     opts = parser.parse_args(argv)
     preset = PRESETS[opts.preset]
     opts.size = preset["size"] if opts.size is None else opts.size
     opts.density = preset["density"] if opts.density is None else opts.density
-    if min(opts.train, opts.val, opts.test) < 0 or opts.size < 64 or not opts.density > 0:
-        print("repssd.data.synthetic: --train/--val/--test must be >= 0, --size >= 64, --density > 0", file=sys.stderr)
+    if min(opts.train, opts.val, opts.test) < 0 or opts.size < 64 or not opts.density > 0 \
+            or not 0 <= opts.mask_fraction < 1:
+        print("repssd.data.synthetic: --train/--val/--test must be >= 0, --size >= 64, --density > 0, "
+              "--mask-fraction in [0, 1)", file=sys.stderr)
         return 2
-    counts = generate(opts.out, opts.train, opts.test, opts.seed, opts.size, opts.density, val=opts.val)
+    counts = generate(opts.out, opts.train, opts.test, opts.seed, opts.size, opts.density, val=opts.val,
+                      mask_fraction=opts.mask_fraction)
     print(f"wrote {opts.out}: " + ", ".join(f"{s}: {c['images']} images, {c['objects']} objects" for s, c in counts.items()))
     return 0
 

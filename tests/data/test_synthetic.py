@@ -148,3 +148,22 @@ def test_crowd_statistics_by_hand(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.strip().startswith("this set")).split()
     assert row[2:] == ["2.50", "0.50", "0.50", "40.0%", "40.0%", "20.0%"]
     assert "CrowdHuman" in out and "22.64" in out
+
+
+def test_mask_fraction_leaves_persons_unlabelled_in_the_crowdhuman_files_only(tmp_path):
+    from repssd.data.factory import open_dataset
+    generate(tmp_path / "m", train=6, test=2, mask_fraction=0.4)
+    generate(tmp_path / "p", train=6, test=2)
+    masked = open_dataset("crowdhuman", tmp_path / "m/crowdhuman", "train")
+    full = open_dataset("crowdhuman", tmp_path / "m/crowdhuman", "train_full")
+    plain = open_dataset("crowdhuman", tmp_path / "p/crowdhuman", "train")
+    persons = sum(1 for r in full.records for ig in r.ignore if not ig)
+    hidden = sum(1 for r in masked.records for ig in r.ignore if ig) - sum(1 for r in full.records for ig in r.ignore if ig)
+    assert 0.2 * persons < hidden < 0.6 * persons
+    for m, f, p in zip(masked.records, full.records, plain.records):
+        assert m.boxes == f.boxes == p.boxes and f.ignore == p.ignore  # same scenes, full labels as before
+        assert all(mi or not fi for mi, fi in zip(m.ignore, f.ignore))  # masking only adds ignore flags
+    voc = [(tmp_path / d / "Annotations/train_000001.xml").read_text() for d in ("m", "p")]
+    assert voc[0] == voc[1]  # VOC (and COCO) label everyone
+    with pytest.raises(ValueError, match="mask_fraction must be in"):
+        generate(tmp_path / "x", train=1, test=1, mask_fraction=1.0)
