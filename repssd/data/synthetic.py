@@ -17,7 +17,10 @@ With ``mask_fraction`` f > 0 (``--mask-fraction``) the CrowdHuman files leave a 
 of the persons unlabelled as CrowdHuman does where people are too many or too small to box: they
 become ignore regions (``extra.ignore = 1``), and ``crowdhuman/annotation_<split>_full.odgt`` keeps
 every person labelled (split ``<split>_full``), for scoring what a model trained on the masked
-files learned about the masked people. VOC and COCO files always label everyone.
+files learned about the masked people. ``crowdhuman_cars="none"`` (``--crowdhuman-cars none``)
+leaves the cars out of the CrowdHuman files instead of making them "mask" regions, as CrowdHuman
+annotates people only (its masks are crowds and reflections of people): a car is then plain
+background. VOC and COCO files always label everyone.
 
 Boxes are full extents (clipped to the image); ``vbox`` is the visible part. Figures less than
 15% visible, or less than 4 pixels wide or high inside the image, are left out of every format,
@@ -213,7 +216,7 @@ def _xywh(box: list[float]) -> list[float]:
 
 
 def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 300, density: float = 6.0,
-             val: int = 0, mask_fraction: float = 0.0) -> dict:
+             val: int = 0, mask_fraction: float = 0.0, crowdhuman_cars: str = "mask") -> dict:
     """Write the dataset (see the module docstring); returns counts per split.
 
     Scene ``i`` of a split depends only on (seed, split, i, size, density), so a set made with
@@ -222,6 +225,8 @@ def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 
     """
     if not 0.0 <= mask_fraction < 1.0:
         raise ValueError(f"mask_fraction must be in [0, 1), got {mask_fraction}")
+    if crowdhuman_cars not in ("mask", "none"):
+        raise ValueError(f"crowdhuman_cars must be 'mask' or 'none', got {crowdhuman_cars!r}")
     out = Path(out)
     for folder in ("JPEGImages", "Annotations", "ImageSets/Main", "coco", "crowdhuman"):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -247,9 +252,11 @@ def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 
                                     "area": round(clipped[2] * clipped[3], 2)})
                 gtboxes.append({"tag": "person" if label == 1 else "mask", "fbox": _xywh(full), "vbox": _xywh(vis),
                                 "hbox": _xywh(head), "extra": {"box_id": len(gtboxes), "ignore": 0}})
+            if crowdhuman_cars == "none":
+                gtboxes = [box for box in gtboxes if box["tag"] == "person"]
             odgt_full.append(json.dumps({"ID": image_id, "gtboxes": gtboxes}))
-            for k, box in enumerate(gtboxes):
-                if box["tag"] == "person" and unlabelled[k] < mask_fraction:
+            for box in gtboxes:  # box_id: the object's index in the scene
+                if box["tag"] == "person" and unlabelled[box["extra"]["box_id"]] < mask_fraction:
                     box["extra"] = {**box["extra"], "ignore": 1}
             odgt.append(json.dumps({"ID": image_id, "gtboxes": gtboxes}))
         (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
@@ -266,6 +273,7 @@ def generate(out: str | Path, train: int, test: int, seed: int = 0, size: int = 
     main = out / "ImageSets" / "Main"
     (main / "trainval.txt").write_text((main / "train.txt").read_text() + (main / "val.txt").read_text())
     masked = f", mask fraction {mask_fraction} (CrowdHuman files)" if mask_fraction else ""
+    masked += ", no cars in the CrowdHuman files" if crowdhuman_cars == "none" else ""
     (out / "README.txt").write_text(f"repssd synthetic crowd dataset: seed {seed}, size {size}, density {density}{masked}; "
                                     f"{json.dumps(counts)}\n")
     return counts
@@ -285,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--density", type=float, help="mean people per image; overrides the preset")
     parser.add_argument("--mask-fraction", type=float, default=0.0,
                         help="share of persons the CrowdHuman files leave unlabelled as ignore regions (0: none)")
+    parser.add_argument("--crowdhuman-cars", choices=("mask", "none"), default="mask",
+                        help="cars in the CrowdHuman files: 'mask' (ignore) regions or left out (background)")
     opts = parser.parse_args(argv)
     preset = PRESETS[opts.preset]
     opts.size = preset["size"] if opts.size is None else opts.size
@@ -295,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
               "--mask-fraction in [0, 1)", file=sys.stderr)
         return 2
     counts = generate(opts.out, opts.train, opts.test, opts.seed, opts.size, opts.density, val=opts.val,
-                      mask_fraction=opts.mask_fraction)
+                      mask_fraction=opts.mask_fraction, crowdhuman_cars=opts.crowdhuman_cars)
     print(f"wrote {opts.out}: " + ", ".join(f"{s}: {c['images']} images, {c['objects']} objects" for s, c in counts.items()))
     return 0
 

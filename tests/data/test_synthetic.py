@@ -167,3 +167,10 @@ def test_mask_fraction_leaves_persons_unlabelled_in_the_crowdhuman_files_only(tm
     assert voc[0] == voc[1]  # VOC (and COCO) label everyone
     with pytest.raises(ValueError, match="mask_fraction must be in"):
         generate(tmp_path / "x", train=1, test=1, mask_fraction=1.0)
+    # CrowdHuman's policy: people only; cars left out are background, the same persons masked
+    generate(tmp_path / "n", train=6, test=2, mask_fraction=0.4, crowdhuman_cars="none")
+    people = open_dataset("crowdhuman", tmp_path / "n/crowdhuman", "train")
+    for n, m, f in zip(people.records, masked.records, full.records):
+        persons = [(box, ig) for box, ig, car in zip(m.boxes, m.ignore, f.ignore) if not car]
+        assert list(zip(n.boxes, n.ignore)) == persons
+    assert sum(len(r.boxes) for r in people.records) < sum(len(r.boxes) for r in masked.records)  # cars gone
