@@ -152,3 +152,15 @@ def test_every_experiment_config_loads_and_its_training_options_validate(name):
     train.validate()
     if train.dataset == "crowdhuman":  # trains with its ignore regions handled
         assert train.ignore_regions and train.ignore_iof == 0.5
+
+
+def test_false_positive_counts_split_by_ignore_regions():
+    from experiments.false_positives import confident_outcomes
+    box = lambda x, y: [x, y, x + 10, y + 10]  # noqa: E731
+    gt = [{"boxes": [box(0, 0), [100, 100, 200, 200]], "labels": [1, 1], "ignore": [False, True]}]
+    det = [{"boxes": [box(0, 0), box(120, 120), box(195, 150), box(300, 300), box(4, 4), box(1, 0)],
+            "scores": [0.9, 0.8, 0.7, 0.6, 0.5, 0.2], "labels": [1] * 6}]
+    # TP; inside the region (ignored); half inside it (IoA .5: a false positive near it); far away;
+    # on the object again (IoU 36/164); below the score threshold
+    assert confident_outcomes(det, gt, 0.3) == {"tp": 1, "on_ignore": 1, "fp_near_ignore": 1, "fp_near_object": 1,
+                                                "fp_background": 1, "recall": 1.0}
