@@ -21,6 +21,14 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for process groups and test servers)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def make_random_boxes(n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32,
                       min_size: float = 0.02) -> torch.Tensor:
     """``n`` valid normalised xyxy boxes (``x1 < x2``, ``y1 < y2``, inside [0, 1])."""

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from repssd.data import SSDTestTransform
 from repssd.engine.config import parse_config
 from repssd.engine.trainer import Trainer, TrainingError
 
+from conftest import free_port
 from training_args import tiny_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,9 +172,7 @@ def _ddp_worker(rank, world, port, data, out, results):
 
 
 def test_two_process_ddp_ends_with_identical_weights(tiny_data, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     results = mp.Manager().dict()
     mp.spawn(_ddp_worker, args=(2, port, str(tiny_data), str(tmp_path), results), nprocs=2)
     assert results[0] == results[1]
@@ -261,9 +259,7 @@ def _sync_bn_worker(rank, world, port, data, out, results):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
 def test_sync_bn_gives_every_process_the_same_batchnorm_statistics(tiny_data, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     results = mp.Manager().dict()
     mp.spawn(_sync_bn_worker, args=(2, port, str(tiny_data), str(tmp_path), results), nprocs=2)
     assert results[0][0] > 0

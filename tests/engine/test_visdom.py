@@ -1,5 +1,4 @@
 """Loss curves reach a real visdom server (started here on 127.0.0.1, stopped after)."""
-import socket
 import subprocess
 import sys
 import time
@@ -9,6 +8,7 @@ import pytest
 from repssd.engine.config import parse_config
 from repssd.engine.trainer import Trainer
 
+from conftest import free_port
 from training_args import tiny_args
 
 visdom = pytest.importorskip("visdom")
@@ -16,9 +16,7 @@ visdom = pytest.importorskip("visdom")
 
 @pytest.fixture
 def visdom_server(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # `python -m visdom.server` downloads its web scripts first and dies offline; the data API
     # works without them
     process = subprocess.Popen([sys.executable, "-c", "from visdom.server.run_server import main; main()",
@@ -53,9 +51,7 @@ def test_each_loss_term_gets_a_curve(tiny_data, tmp_path, visdom_server):
 
 
 def test_an_unreachable_server_is_a_warning(tiny_data, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there
+    port = free_port()  # nothing listens there
     config = parse_config(tiny_args(tiny_data, tmp_path, "--max-iter", "2", "--visdom", "--visdom-port", str(port)))
     with pytest.warns(UserWarning, match="unreachable"):
         record = Trainer(config).fit()

@@ -1,6 +1,5 @@
 """The plug-in system: spec parsing, weights, a new term in one file, the meta-device run, DDP."""
 import os
-import socket
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from repssd.losses import TERMS, LossContext, LossTerm, build_criterion, parse_w
 from repssd.matcher import match
 from repssd.priors import generate_priors
 
-from conftest import DEVICES, OpCounter, make_random_boxes
+from conftest import DEVICES, OpCounter, free_port, make_random_boxes
 
 
 def batch(b, g=6, seed=0, device="cpu", num_classes=21, priors="ssd300_voc"):
@@ -146,9 +145,7 @@ def _ddp_worker(rank, world, port, results):
 
 
 def test_num_pos_is_averaged_over_processes():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     results = mp.Manager().dict()
     mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2)
     local = [results[r][0] for r in range(2)]
@@ -183,9 +180,7 @@ def test_two_process_losses_average_to_the_one_process_loss_on_the_whole_batch()
     """DDP averages each process's loss (its gradients): num_pos and RepBox's pair count are
     averaged over processes, so the mean of the two processes' values is the one-process value
     on the concatenated batch, for every term, whatever the split (here 2 + 3 images)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     parts = [slice(0, 2), slice(2, 5)]
     results = mp.Manager().dict()
     mp.spawn(_ddp_loss_worker, args=(2, port, parts, results), nprocs=2)
