@@ -14,11 +14,13 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # visdom is only published as a source package that imports pkg_resources while building:
-# give it setuptools<81 and build it without isolation before installing the project.
+# give it setuptools<81 and build it without isolation before installing the project. Then put
+# visdom's web page assets in place from the npm registry, so its server runs offline.
 $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PIP) install --upgrade "pip" "setuptools<81" wheel
 	$(PIP) install --no-build-isolation visdom
 	$(PIP) install -e ".[dev]"
+	$(PY) -m repssd.engine.visdom_assets
 	touch $(STAMP)
 
 install: $(STAMP)
