@@ -87,7 +87,7 @@ class TrainConfig:
     visdom: bool = _opt(False, "post loss curves and eval metrics to a visdom server", "visdom")
     visdom_server: str = _opt("http://127.0.0.1", "visdom server", "visdom")
     visdom_port: int = _opt(8097, "visdom port", "visdom")
-    visdom_env: str = _opt("repssd", "visdom environment", "visdom")
+    visdom_env: str = _opt("", "visdom environment (default: named after --output-dir, e.g. runs_demo)", "visdom")
 
     def validate(self) -> None:
         from ..data.factory import DATASET_KINDS

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["FileLogger", "VisdomLogger", "plot_loss_curves", "plot_diagnostics", "read_log"]
+__all__ = ["FileLogger", "VisdomLogger", "plot_loss_curves", "plot_diagnostics", "read_log", "visdom_env_name"]
 
 
 class FileLogger:
@@ -40,11 +40,21 @@ class FileLogger:
 
 
 class VisdomLogger:
-    """One visdom line plot per loss term (and per eval metric); an unreachable server is a
-    warning and the run goes on without it."""
+    """A run's visdom dashboard, in one env: a curve window per loss term and for the learning
+    rate (``train/<name>``), the training engine's diagnostics grouped in three windows (gradient
+    norms w.r.t. loc, w.r.t. conf, one trace per loss output; RepGT's IoG statistics), the eval
+    metrics (mAP, crowd mAP) at each evaluation, and an image window of detections on fixed test
+    images, replaced after each evaluation. Window ids are fixed, so a resumed or repeated run
+    appends to its windows instead of opening new ones. An unreachable server is a warning and the
+    run goes on without it."""
+
+    WINDOWS = {"grad_loc": "gradient norm w.r.t. loc, per loss output",
+               "grad_conf": "gradient norm w.r.t. conf, per loss output",
+               "repgt_iog": "RepGT positives: IoG with G_Rep", "eval": "evaluation (test split)"}
 
     def __init__(self, server: str, port: int, env: str) -> None:
-        self.vis = None
+        self.vis, self.env = None, env
+        self._windows: set[str] = set()
         try:
             from visdom import Visdom
             vis = Visdom(server=server, port=port, env=env, raise_exceptions=True, use_incoming_socket=False)
@@ -55,18 +65,69 @@ class VisdomLogger:
             warnings.warn(f"visdom server {server}:{port} unreachable ({type(err).__name__}: {err}); "
                           "training continues without visdom", stacklevel=2)
 
-    def log(self, iteration: int, values: dict[str, float], prefix: str = "") -> None:
+    @staticmethod
+    def window_of(name: str) -> tuple[str, str | None]:
+        """(window id, trace name) of a logged value: ``grad/<output>/<part>`` -> the ``grad_<part>``
+        window, trace ``<output>``; ``diag/<stat>`` -> ``repgt_iog``; anything else its own
+        ``train/<name>`` window with one trace."""
+        if name.startswith("grad/"):
+            _, output, part = name.split("/")
+            return f"diagnostics/grad_{part}", output
+        if name.startswith("diag/"):
+            return "diagnostics/repgt_iog", name.removeprefix("diag/")
+        return f"train/{name}", None
+
+    def log(self, iteration: int, values: dict[str, float]) -> None:
+        """Training values of one logged step (loss terms, lr, diagnostics)."""
+        for name, value in values.items():
+            win, trace = self.window_of(name)
+            self._point(win, trace, iteration, value, self.WINDOWS.get(win.split("/")[-1], win))
+
+    def log_eval(self, iteration: int, metrics: dict[str, float]) -> None:
+        """Eval metrics (``eval/map``, ``eval/crowd_map``), one trace each in the ``eval`` window."""
+        for name, value in metrics.items():
+            self._point("eval", name.removeprefix("eval/"), iteration, value, self.WINDOWS["eval"])
+
+    def show_detections(self, images: list, caption: str) -> None:
+        """``images`` (HxWx3 uint8 RGB, detections drawn) as a grid in the ``detections`` window."""
+        import numpy as np
+        if not images:
+            return
+        height, width = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
+        grid = np.zeros((len(images), 3, height, width), dtype=np.uint8)
+        for k, image in enumerate(images):
+            grid[k, :, :image.shape[0], :image.shape[1]] = image.transpose(2, 0, 1)
+        self._send(lambda: self.vis.images(grid, nrow=min(len(images), 4), win="detections",
+                                           opts={"title": "detections on fixed test images", "caption": caption}))
+
+    def show_text(self, win: str, html: str, title: str) -> None:
+        self._send(lambda: self.vis.text(html, win=win, opts={"title": title}))
+
+    def _point(self, win: str, trace: str | None, iteration: int, value: float, title: str) -> None:
+        def send():
+            exists = win in self._windows or self.vis.win_exists(win)
+            self.vis.line(X=[iteration], Y=[value], win=win, name=trace, update="append" if exists else None,
+                          opts={"title": title, "xlabel": "iteration", "showlegend": trace is not None})
+            self._windows.add(win)
+        self._send(send)
+
+    def _send(self, call) -> None:
         if self.vis is None:
             return
         try:
-            for name, value in values.items():
-                win = f"{prefix}{name}"
-                self.vis.line(X=[iteration], Y=[value], win=win, update="append" if self.vis.win_exists(win) else None,
-                              opts={"title": win, "xlabel": "iteration"})
+            call()
         except Exception as err:
             warnings.warn(f"visdom stopped answering ({type(err).__name__}); training continues without it",
-                          stacklevel=2)
+                          stacklevel=3)
             self.vis = None
+
+
+def visdom_env_name(output_dir: str | Path) -> str:
+    """The default visdom env of a run: its output folder, as a name visdom can store
+    (``runs/demo`` -> ``runs_demo``)."""
+    import re
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(output_dir).as_posix()).strip("_.")
+    return name or "repssd"
 
 
 def read_log(jsonl: Path) -> list[dict]:

@@ -1,6 +1,7 @@
 """The training engine behind train.py: build, step, log, checkpoint, evaluate, resume."""
 from __future__ import annotations
 
+import html
 import json
 import math
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..convert import WeightsError, load_weights, read_weights
@@ -19,12 +20,13 @@ from ..data import SSDTestTransform, SSDTrainTransform, collate
 from ..data.factory import class_names, open_dataset
 from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, predict_dataset
+from ..inputs import InputError
 from ..losses import build_criterion, parse_weights
 from ..models import build_model
 from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, config_dict, parse_options
 from .distributed import DistInfo, init_distributed
-from .loggers import FileLogger, VisdomLogger, plot_diagnostics, plot_loss_curves
+from .loggers import FileLogger, VisdomLogger, plot_diagnostics, plot_loss_curves, visdom_env_name
 from .sampling import SeededDataset, StepSampler
 
 __all__ = ["Trainer", "TrainingError"]
@@ -244,13 +246,17 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation
     def evaluate(self) -> dict:
         """VOC07 mAP and crowd mAP on the test split (main process only)."""
+        return self._evaluate()[0]
+
+    def _evaluate(self) -> tuple[dict, list[dict], Dataset]:
+        """The report, the detections (pixel boxes) and the test dataset they are of."""
         dataset = open_dataset(self.config.dataset, self.config.data_root, self.config.test_split,
                                SSDTestTransform(self.image_size))
         detections = predict_dataset(self.model, dataset, batch_size=self.config.batch_size, workers=0,
                                      device=self.device, progress=False)
         evaluator = DetectionEvaluator(self.classes, "voc07", crowd_subset=True)
         evaluator.process(detections, ground_truth_of(dataset))
-        return evaluator.evaluate()
+        return evaluator.evaluate(), detections, dataset
 
     # ----------------------------------------------------------------- loop
     def fit(self, stop_after: int | None = None) -> dict:
@@ -267,7 +273,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self.write_config()
         files = FileLogger(self.out, resume=resume is not None) if self.dist.is_main else None
-        vis = VisdomLogger(c.visdom_server, c.visdom_port, c.visdom_env) if c.visdom and self.dist.is_main else None
+        vis = self._dashboard() if c.visdom and self.dist.is_main else None
         record = self._loop(files, vis, stop_after or self.max_iter)
         if self.iteration < self.max_iter:
             self.save()
@@ -278,6 +284,17 @@ class Trainer:
             plot_loss_curves(self.out / "log.jsonl", self.out / "loss.png")
             plot_diagnostics(self.out / "log.jsonl", self.out / "diagnostics.png")
         return record
+
+    def _dashboard(self) -> VisdomLogger:
+        """The run's visdom env (``--visdom-env``, else named after the output folder), with a
+        text window describing the run."""
+        c = self.config
+        vis = VisdomLogger(c.visdom_server, c.visdom_port, c.visdom_env or visdom_env_name(c.output_dir))
+        rows = {"output": c.output_dir, "model": c.model, "data": f"{c.dataset} {c.data_root} ({c.train_split})",
+                "loss": c.loss, "weights": self.criterion.weights, "options": c.loss_options or "defaults",
+                "schedule": f"{self.max_iter} iterations, batch {c.batch_size}, lr {c.lr} ({c.schedule})"}
+        vis.show_text("run", "<br>".join(f"<b>{k}</b>: {html.escape(str(v))}" for k, v in rows.items()), "run")
+        return vis
 
     def _loop(self, files: FileLogger | None, vis: VisdomLogger | None, stop: int) -> dict:
         c = self.config
@@ -302,7 +319,7 @@ class Trainer:
                 if files:
                     files.log(record)
                 if vis:
-                    vis.log(self.iteration, {**losses, "lr": record["lr"]}, prefix="train/")
+                    vis.log(self.iteration, {**losses, "lr": record["lr"]})
             if self.iteration % c.checkpoint_every == 0 or self.iteration == self.max_iter:
                 self.save()
             if c.eval_every and self.iteration % c.eval_every == 0 and self.dist.is_main:
@@ -313,12 +330,31 @@ class Trainer:
         return record
 
     def _log_eval(self, files: FileLogger | None, vis: VisdomLogger | None) -> dict:
-        report = self.evaluate()
+        report, detections, dataset = self._evaluate()
         metrics = {"eval/map": report["map"], "eval/crowd_map": report["crowd"]["map"]}
         tqdm.write(f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP {report['crowd']['map']:.4f}")
         if files:
             files.log({"eval_iter": self.iteration, **metrics})
         if vis:
-            vis.log(self.iteration, metrics)
+            vis.log_eval(self.iteration, metrics)
+            vis.show_detections(self._drawn_examples(detections, dataset),
+                                f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP "
+                                f"{report['crowd']['map']:.4f}; detections scoring 0.3 or more")
         self.model.train()
         return metrics
+
+    def _drawn_examples(self, detections: list[dict], dataset: Dataset, count: int = 4) -> list:
+        """The first ``count`` test images with their detections scoring 0.3 or more drawn
+        (the same images every evaluation, so the dashboard shows the detector improve)."""
+        from ..postprocess import Detections
+        from ..visualize import draw_detections
+        drawn = []
+        for index in range(min(count, len(dataset))):
+            try:
+                image = dataset.load(index)[0]
+            except InputError:
+                continue
+            det = detections[index]
+            drawn.append(draw_detections(image, Detections(det["boxes"], det["scores"], det["labels"]), self.classes,
+                                         min_score=0.3))
+        return drawn

@@ -1,0 +1,121 @@
+"""A visdom server that runs with no internet, and its page seen through headless Chromium.
+
+    python -m repssd.engine.visdom_page serve [--port 8097] [--env-path DIR]       # offline server
+    python -m repssd.engine.visdom_page shot --port 8097 --env runs_demo --out dashboard.png
+
+``serve`` runs visdom's own entry point (``python -m visdom.server``, which first checks its web
+assets) with every outgoing connection refused, so it proves that nothing is fetched: it needs the
+assets ``repssd.engine.visdom_assets`` installs. ``shot`` loads an env's page in Chromium
+(``--headless``, a virtual-time budget for the scripts) and writes a PNG; :func:`render` is what
+the browser test and the README's screenshot both use.
+"""
+from __future__ import annotations
+
+import argparse
+import runpy
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["chromium", "render", "serve", "wait_until_up", "main"]
+
+LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def chromium() -> str | None:
+    """The Chromium (or Chrome) executable on PATH, if any."""
+    return next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (path := shutil.which(name))), None)
+
+
+def serve(port: int, env_path: Path) -> subprocess.Popen:
+    """Start ``python -m visdom.server`` on 127.0.0.1:``port`` with the network refused."""
+    return subprocess.Popen([sys.executable, "-m", "repssd.engine.visdom_page", "_run", "-port", str(port),
+                             "--hostname", "127.0.0.1", "-env_path", str(env_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_until_up(port: int, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Block until the server answers on ``port``; RuntimeError with its output if it died."""
+    import urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"visdom server exited ({process.returncode}): {process.stdout.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"visdom server on port {port} did not answer within {timeout:.0f} s")
+
+
+def render(url: str, screenshot: Path | None = None, width: int = 1400, height: int = 1000,
+           budget_ms: int = 10000, timeout: float = 90.0) -> str:
+    """The page's DOM after its scripts ran (``budget_ms`` of virtual time) in headless Chromium,
+    and a PNG screenshot if asked. RuntimeError when no Chromium is installed."""
+    browser = chromium()
+    if browser is None:
+        raise RuntimeError("no chromium on PATH (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  f"--user-data-dir={profile}", f"--window-size={width},{height}", "--hide-scrollbars",
+                  f"--virtual-time-budget={budget_ms}"]
+        dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=timeout,
+                             check=True).stdout
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True, timeout=timeout,
+                           check=True)
+    return dom
+
+
+def _run_offline(argv: list[str]) -> None:
+    """visdom's server entry point with outgoing connections refused (everything but loopback)."""
+    connect = socket.socket.connect
+
+    def loopback_only(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in LOCAL:
+            raise OSError(f"offline: refused a connection to {address}")
+        return connect(self, address)
+    socket.socket.connect = loopback_only
+    sys.argv = ["visdom.server", *argv]
+    runpy.run_module("visdom.server", run_name="__main__")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_run"]:
+        _run_offline(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m repssd.engine.visdom_page", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="run visdom's server offline on 127.0.0.1")
+    run.add_argument("--port", type=int, default=8097)
+    run.add_argument("--env-path", type=Path, default=Path.home() / ".visdom")
+    shot = sub.add_parser("shot", help="screenshot an env's page with headless Chromium")
+    shot.add_argument("--port", type=int, default=8097)
+    shot.add_argument("--env", required=True)
+    shot.add_argument("--out", type=Path, required=True)
+    opts = parser.parse_args(argv)
+    if opts.command == "serve":
+        _run_offline(["-port", str(opts.port), "--hostname", "127.0.0.1", "-env_path", str(opts.env_path)])
+        return 0
+    try:
+        render(f"http://127.0.0.1:{opts.port}/env/{opts.env}", opts.out)
+    except (RuntimeError, subprocess.SubprocessError) as err:
+        print(f"visdom_page: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
