@@ -2,12 +2,14 @@
 
     python -m repssd.engine.visdom_page serve [--port 8097] [--env-path DIR]       # offline server
     python -m repssd.engine.visdom_page shot --port 8097 --env runs_demo --out dashboard.png
+    python -m repssd.engine.visdom_page run --out docs/visdom_dashboard.png -- TRAIN.PY ARGS
 
 ``serve`` runs visdom's own entry point (``python -m visdom.server``, which first checks its web
 assets) with every outgoing connection refused, so it proves that nothing is fetched: it needs the
 assets ``repssd.engine.visdom_assets`` installs. ``shot`` loads an env's page in Chromium
-(``--headless``, a virtual-time budget for the scripts) and writes a PNG; :func:`render` is what
-the browser test and the README's screenshot both use.
+(``--headless``, a virtual-time budget for the scripts) and writes a PNG. ``run`` does it all for
+one training run: an offline server on a free port, ``train.py ARGS --visdom`` against it, the
+page rendered; :func:`screenshot_run` is what the browser test and the README's screenshot both use.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["chromium", "render", "serve", "wait_until_up", "main"]
+__all__ = ["chromium", "render", "screenshot_run", "serve", "wait_until_up", "main"]
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
@@ -75,6 +77,29 @@ def render(url: str, screenshot: Path | None = None, width: int = 1400, height: 
     return dom
 
 
+def screenshot_run(train_args: list[str], png: Path, env_path: Path, height: int = 1000) -> str:
+    """Train with ``train_args`` (train.py's options) posting to a fresh offline visdom server,
+    then render the run's env in headless Chromium to ``png``; returns the page's DOM."""
+    from .config import parse_config
+    from .loggers import visdom_env_name
+    from .trainer import Trainer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = serve(port, env_path)
+    try:
+        wait_until_up(port, process)
+        config = parse_config([*train_args, "--visdom", "--visdom-server", "http://127.0.0.1",
+                               "--visdom-port", str(port)])
+        Trainer(config).fit()
+        env = config.visdom_env or visdom_env_name(config.output_dir)
+        return render(f"http://127.0.0.1:{port}/env/{env}", png, height=height)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def _run_offline(argv: list[str]) -> None:
     """visdom's server entry point with outgoing connections refused (everything but loopback)."""
     connect = socket.socket.connect
@@ -104,12 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     shot.add_argument("--port", type=int, default=8097)
     shot.add_argument("--env", required=True)
     shot.add_argument("--out", type=Path, required=True)
+    whole = sub.add_parser("run", help="train.py ARGS against a fresh offline server, then screenshot the env")
+    whole.add_argument("--out", type=Path, required=True)
+    whole.add_argument("--height", type=int, default=1800, help="browser window height in pixels")
+    whole.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then train.py's options")
     opts = parser.parse_args(argv)
     if opts.command == "serve":
         _run_offline(["-port", str(opts.port), "--hostname", "127.0.0.1", "-env_path", str(opts.env_path)])
         return 0
     try:
-        render(f"http://127.0.0.1:{opts.port}/env/{opts.env}", opts.out)
+        if opts.command == "run":
+            with tempfile.TemporaryDirectory() as env_path:
+                screenshot_run([a for a in opts.train_args if a != "--"], opts.out, Path(env_path), opts.height)
+        else:
+            render(f"http://127.0.0.1:{opts.port}/env/{opts.env}", opts.out)
     except (RuntimeError, subprocess.SubprocessError) as err:
         print(f"visdom_page: {err}", file=sys.stderr)
         return 1

@@ -97,13 +97,12 @@ def test_an_unreachable_server_is_a_warning(tiny_data, tmp_path):
 
 
 @pytest.mark.skipif(visdom_page.chromium() is None, reason="no chromium (Debian: apt-get install chromium)")
-def test_a_real_browser_renders_the_dashboard_offline(tiny_data, tmp_path, visdom_server):
-    port, client = visdom_server
-    out = tmp_path / "browser_run"
-    Trainer(parse_config(tiny_args(tiny_data, out, "--loss", "multibox+repgt", "--max-iter", "3", "--visdom",
-                                   "--visdom-port", str(port), "--eval-every", "3"))).fit()
+@needs_assets
+def test_a_real_browser_renders_the_dashboard_offline(tiny_data, tmp_path):
+    """The code path of the README's screenshot: offline server, a 3-iteration run, Chromium."""
     shot = tmp_path / "dashboard.png"
-    dom = visdom_page.render(f"http://127.0.0.1:{port}/env/{visdom_env_name(out)}", shot)
+    dom = visdom_page.screenshot_run(tiny_args(tiny_data, tmp_path / "run", "--loss", "multibox+repgt", "--max-iter",
+                                               "3", "--eval-every", "3"), shot, tmp_path / "visdom_env")
     for title in ("train/loss", "train/repgt", "gradient norm w.r.t. loc", "evaluation (test split)",
                   "detections on fixed test images"):
         assert title in dom, title
