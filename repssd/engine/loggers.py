@@ -1,12 +1,14 @@
-"""Training logs people can watch: JSONL + CSV files, visdom curves, a loss-curve PNG."""
+"""Training logs people can watch: JSONL + CSV files, the visdom dashboard, loss and diagnostics PNGs."""
 from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -53,7 +55,7 @@ class VisdomLogger:
                "repgt_iog": "RepGT positives: IoG with G_Rep", "eval": "evaluation (test split)"}
 
     def __init__(self, server: str, port: int, env: str) -> None:
-        self.vis, self.env = None, env
+        self.vis = None
         self._windows: set[str] = set()
         try:
             from visdom import Visdom
@@ -90,7 +92,6 @@ class VisdomLogger:
 
     def show_detections(self, images: list, caption: str) -> None:
         """``images`` (HxWx3 uint8 RGB, detections drawn) as a grid in the ``detections`` window."""
-        import numpy as np
         if not images:
             return
         height, width = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
@@ -125,7 +126,6 @@ class VisdomLogger:
 def visdom_env_name(output_dir: str | Path) -> str:
     """The default visdom env of a run: its output folder, as a name visdom can store
     (``runs/demo`` -> ``runs_demo``)."""
-    import re
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(output_dir).as_posix()).strip("_.")
     return name or "repssd"
 
