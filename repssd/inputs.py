@@ -64,7 +64,12 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
     if data is None:
         raise InputError(f"{path}: no such file")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as err:  # e.g. a header claiming more pixels than OpenCV's limit
+        reason = str(err).strip().splitlines()[-1]
+        limit = "more pixels than OpenCV decodes" if "MAX_IMAGE_PIXELS" in reason else reason
+        raise InputError(f"{path}: cannot decode the image ({limit})") from None
     if image is None:
         raise InputError(f"{path}: cannot decode the image (corrupt or unsupported format)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -89,3 +89,28 @@ def test_labels_file_must_fit_the_model(weights, media, tmp_path, capsys):
     labels.write_text("a\nb\nc\n")
     assert detect.main(["--weights", str(weights), "--labels", str(labels), str(media / "single.jpg")]) == 2
     assert "3 names, but the model has 2 classes" in capsys.readouterr().err
+
+
+def png_claiming(width, height):
+    """A PNG whose header claims ``width`` x ``height`` pixels (OpenCV and PIL refuse such sizes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def test_an_image_claiming_too_many_pixels_is_one_unreadable_input_and_the_rest_run(weights, media, tmp_path,
+                                                                                      capsys):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_claiming(60000, 60000))
+    out = tmp_path / "out"
+    code = detect.main(["--weights", str(weights), "--output-dir", str(out), str(huge), str(media / "single.jpg"),
+                        str(media / "photos")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "huge.png: cannot decode the image (more pixels than OpenCV decodes)" in err[0]
+    recorded = json.loads((out / "detections.json").read_text())["detections"]
+    assert len(recorded) == 4 and not any("huge" in name for name in recorded)  # the valid inputs after it ran

@@ -52,7 +52,7 @@ class CrowdHumanDetection(DetectionDataset):
         try:
             with Image.open(file) as image:  # reads the header only
                 width, height = image.size
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, Image.DecompressionBombError) as err:  # the bomb: a header claiming billions of pixels
             reason = "image file is missing" if not file.exists() else f"unreadable image ({err})"
             self.checker.report(Problem(str(file), reason, skipped="image"))
             return None

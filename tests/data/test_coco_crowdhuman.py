@@ -85,3 +85,18 @@ def test_crowdhuman_fbox_vbox_masks_ignore_and_clipping(tmp_path):
     assert visible[0][1]["boxes"][0].tolist() == [0.0, 10.0, 20.0, 40.0] and len(visible[0][1]["boxes"]) == 4
     with pytest.raises(DatasetError, match="a.odgt:1: gtbox 3"):
         CrowdHumanDetection(tmp_path / "a.odgt", tmp_path / "Images", strict=True)
+
+
+def test_an_image_claiming_too_many_pixels_is_an_unreadable_image_not_a_crash(tmp_path):
+    from test_detect_cli import png_claiming
+    image(tmp_path / "Images", "ok.jpg")
+    (tmp_path / "Images" / "huge.jpg").write_bytes(png_claiming(60000, 60000))
+    box = {"tag": "person", "fbox": [1, 1, 20, 20], "extra": {"ignore": 0}}
+    (tmp_path / "a.odgt").write_text(odgt_line("huge", [box]) + "\n" + odgt_line("ok", [box]) + "\n")
+    with pytest.warns(UserWarning, match="skipped 1 images"):
+        data = CrowdHumanDetection(tmp_path / "a.odgt", tmp_path / "Images")
+    assert data.ids == ["ok"] and "huge.jpg: unreadable image" in str(data.problems[0])
+    # read after indexing (a COCO / VOC file gives the size itself): the decode refuses it in one line
+    from repssd.inputs import InputError, read_image_rgb
+    with pytest.raises(InputError, match="huge.jpg: cannot decode the image \\(more pixels than OpenCV decodes\\)"):
+        read_image_rgb(tmp_path / "Images" / "huge.jpg")
