@@ -331,15 +331,17 @@ class Trainer:
 
     def _log_eval(self, files: FileLogger | None, vis: VisdomLogger | None) -> dict:
         report, detections, dataset = self._evaluate()
-        metrics = {"eval/map": report["map"], "eval/crowd_map": report["crowd"]["map"]}
-        tqdm.write(f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP {report['crowd']['map']:.4f}")
+        crowd = report["crowd"]["map"]  # None when the test split holds no crowd object
+        metrics = {"eval/map": report["map"], "eval/crowd_map": crowd}
+        crowd_text = f"{crowd:.4f}" if crowd is not None else f"n/a ({report['crowd']['num_boxes']} crowd boxes)"
+        tqdm.write(f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP {crowd_text}")
         if files:
             files.log({"eval_iter": self.iteration, **metrics})
         if vis:
-            vis.log_eval(self.iteration, metrics)
+            vis.log_eval(self.iteration, {k: v for k, v in metrics.items() if v is not None})
             vis.show_detections(self._drawn_examples(detections, dataset),
-                                f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP "
-                                f"{report['crowd']['map']:.4f}; detections scoring 0.3 or more")
+                                f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP {crowd_text}; "
+                                "detections scoring 0.3 or more")
         self.model.train()
         return metrics
 

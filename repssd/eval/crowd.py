@@ -65,16 +65,18 @@ def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], cro
 
     Returns:
         ``{"ap": {label: AP}, "map", "num_boxes": crowd GT counted (not difficult),
-        "num_images": images holding one, "image_level": {"ap", "map", "num_images"}}``.
+        "num_images": images holding one, "image_level": {"ap", "map", "num_images"}}``; both
+        ``map`` are None (not applicable) when there is no crowd object (or no object, or no image).
     """
     subset = crowd_ground_truth(ground_truth, crowd_iou)
     result = voc_evaluate(detections, subset, **voc_options)
     counted = [int((~s["difficult"]).sum()) for s in subset]
     images = [i for i, n in enumerate(counted) if n]
     level = voc_evaluate([detections[i] for i in images], [ground_truth[i] for i in images], **voc_options)
-    return {"ap": result["ap"], "map": result["map"], "npos": result["npos"], "curves": result["curves"],
-            "num_boxes": int(sum(counted)), "num_images": len(images),
-            "image_level": {"ap": level["ap"], "map": level["map"], "num_images": len(images)}}
+    applicable = bool(images)  # no crowd object: there is no crowd AP to report, not a zero
+    return {"ap": result["ap"], "map": result["map"] if applicable else None, "npos": result["npos"],
+            "curves": result["curves"], "num_boxes": int(sum(counted)), "num_images": len(images),
+            "image_level": {"ap": level["ap"], "map": level["map"] if applicable else None, "num_images": len(images)}}
 
 
 def _numpy(value):

@@ -12,6 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["format_table", "write_report"]
 
 
+def _score(value: float | None, width: int = 7) -> str:
+    """A metric, or ``n/a`` where it does not apply (crowd mAP without crowd objects)."""
+    return f"{'n/a':>{width}s}" if value is None else f"{value:{width}.4f}"
+
+
 def format_table(report: dict) -> str:
     """Per-class AP (and crowd AP), then the means and the crowd subset's size."""
     crowd = report.get("crowd")
@@ -25,9 +30,9 @@ def format_table(report: dict) -> str:
     lines.append("-" * len(head))
     lines.append(f"{'mAP (' + report['metric'] + ')':16s} {report['map']:7.4f}")
     if crowd:
-        lines.append(f"{'crowd mAP':16s} {crowd['map']:7.4f}   ({crowd['num_boxes']} crowd boxes in "
+        lines.append(f"{'crowd mAP':16s} {_score(crowd['map'])}   ({crowd['num_boxes']} crowd boxes in "
                      f"{crowd['num_images']} of {report['num_images']} images, same-class IoU > {crowd['crowd_iou']})")
-        lines.append(f"{'crowd-image mAP':16s} {crowd['image_level']['map']:7.4f}   (all objects of those images)")
+        lines.append(f"{'crowd-image mAP':16s} {_score(crowd['image_level']['map'])}   (all objects of those images)")
     for key, value in report.get("coco", {}).items():
         lines.append(f"{'COCO ' + key:16s} {value:7.4f}")
     if "crowdhuman" in report:
@@ -46,7 +51,7 @@ def _markdown(report: dict) -> str:
             row += f" {crowd['ap'][name]:.4f} | {crowd['npos'][name]} |" if name in crowd["ap"] else " - | 0 |"
         rows.append(row)
     text = [f"# Evaluation ({report['metric']}, {report['num_images']} images)", "",
-            f"**mAP {report['map']:.4f}**" + (f" · **crowd mAP {crowd['map']:.4f}** ({crowd['num_boxes']} crowd "
+            f"**mAP {report['map']:.4f}**" + (f" · **crowd mAP {_score(crowd['map'], 0)}** ({crowd['num_boxes']} crowd "
                                             f"boxes in {crowd['num_images']} images)" if crowd else ""), "", *rows]
     if "coco" in report:
         text += ["", "| " + " | ".join(report["coco"]) + " |", "|" + " --- |" * len(report["coco"]),
@@ -65,9 +70,10 @@ def _plot(report: dict, path: Path) -> None:
             crec, cprec = report["crowd"]["curves"][name]
             ax.plot(crec, cprec, linestyle="--", color=line.get_color(), label=f"{name}, crowd ({report['crowd']['ap'][name]:.3f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-           title=f"mAP {report['map']:.3f}" + (f", crowd mAP {report['crowd']['map']:.3f}" if "crowd" in report else ""))
+           title=f"mAP {report['map']:.3f}" + (f", crowd mAP {_score(report['crowd']['map'], 0)}" if "crowd" in report else ""))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    if report["curves"]:
+        ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

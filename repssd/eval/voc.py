@@ -52,12 +52,10 @@ def _flatten(items: Sequence[Mapping], keys: Sequence[str]) -> dict[str, np.ndar
            "labels": np.concatenate([_array(d["labels"], np.int64, (-1,)) for d in items] or [np.zeros(0, np.int64)])}
     out["image"] = np.repeat(np.arange(len(items)), [len(_array(d["labels"], np.int64, (-1,))) for d in items])
     for key in keys:
-        parts = []
-        for d in items:
-            n = len(_array(d["labels"], np.int64, (-1,)))
-            parts.append(_array(d[key], np.float64 if key == "scores" else bool, (-1,)) if key in d
-                         else np.zeros(n, np.float64 if key == "scores" else bool))
-        out[key] = np.concatenate(parts or [np.zeros(0)])
+        dtype = np.float64 if key == "scores" else bool
+        parts = [_array(d[key], dtype, (-1,)) if key in d else np.zeros(len(_array(d["labels"], np.int64, (-1,))), dtype)
+                 for d in items]
+        out[key] = np.concatenate(parts or [np.zeros(0, dtype)])  # an empty split keeps the dtype
     return out
 
 

@@ -288,3 +288,18 @@ def test_config_file_supplies_defaults_and_flags_override(tiny_data, tmp_path):
     path.write_text("losses: multibox\n")
     with pytest.raises(ValueError, match="unknown option\\(s\\) losses"):
         parse_config(tiny_args(tiny_data, tmp_path, "--config", str(path)))
+
+
+def test_end_of_run_evaluation_without_crowd_objects_reports_not_applicable(tiny_data, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, symlinks=True)
+    first = (data / "ImageSets/Main/test.txt").read_text().split()[0]
+    (data / "ImageSets/Main/test.txt").write_text(first + "\n")
+    xml = data / "Annotations" / f"{first}.xml"
+    xml.write_text(xml.read_text().split("<object>")[0] + "</annotation>\n")  # no object at all
+    record = trainer(data, tmp_path / "run", "--max-iter", "1", "--eval-at-end").fit()
+    assert record["eval/crowd_map"] is None
+    assert "crowd mAP n/a (0 crowd boxes)" in capsys.readouterr().out
+    logged = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert logged[-1]["eval/crowd_map"] is None

@@ -57,3 +57,26 @@ def test_saved_detections_rescore_to_the_same_numbers(run, tmp_path):
 def test_usage_errors_are_one_line_with_status_2(args, message):
     done = subprocess.run([sys.executable, str(ROOT / "eval.py"), *args], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("objects", ["one apart", "none", "no images"])
+def test_crowd_subset_without_crowd_objects_is_not_applicable(run, tmp_path, capsys, objects):
+    """A split with no crowd object (or no object, or no image) reports crowd mAP as n/a, 0 crowd boxes."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(run / "data", data, symlinks=True)
+    ids = (data / "ImageSets/Main/test.txt").read_text().split()
+    keep = [] if objects == "no images" else ids[:1]
+    (data / "ImageSets/Main/test.txt").write_text("".join(f"{i}\n" for i in keep))
+    for i in keep:  # one object (a person far from anything) or none
+        xml = data / "Annotations" / f"{i}.xml"
+        text = xml.read_text()
+        head, first = text.split("<object>")[0], "<object>" + text.split("<object>")[1].split("</object>")[0] + "</object>"
+        xml.write_text(head + (first if objects == "one apart" else "") + "</annotation>\n")
+    code = eval_cli.main(["--weights", str(run / "run/checkpoints/last.pth"), "--crowd-subset", "--workers", "0",
+                          "--data-root", str(data), "--output-dir", str(tmp_path / "out")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "crowd mAP            n/a   (0 crowd boxes" in out.out
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    assert report["crowd"]["map"] is None and report["crowd"]["num_boxes"] == 0
