@@ -74,6 +74,8 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N", "run")
     amp: bool = _opt(False, "mixed precision (bfloat16 on CPU, float16 + GradScaler on CUDA)", "run")
     resume: str | None = _opt(None, "auto (the run's last checkpoint) or a checkpoint path", "run")
+    overwrite: bool = _opt(False, "clear --output-dir first if it holds another run (otherwise such a run is "
+                           "refused)", "run")
     checkpoint_every: int = _opt(500, "iterations between checkpoints", "run")
     eval_every: int = _opt(0, "iterations between evaluations (0: only at the end)", "run")
     eval_at_end: bool = _opt(True, "evaluate when training ends", "run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import shutil
 import time
 import warnings
 from contextlib import nullcontext
@@ -50,6 +51,8 @@ class Trainer:
         self.device = _device(config.device)
         self.dist: DistInfo = init_distributed(self.device)
         self.out = Path(config.output_dir)
+        if self.dist.is_main:
+            self._claim_output_dir()
         torch.manual_seed(config.seed)
         self._build_data()
         self._build_model()
@@ -61,6 +64,20 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if config.amp and self.device.type == "cuda" else None
 
     # ----------------------------------------------------------------- building
+    RUN_FILES = ("config.json", "checkpoints", "log.jsonl", "log.csv")
+
+    def _claim_output_dir(self) -> None:
+        """A fresh run (no ``--resume``) never lands on top of another: refused in one line, or,
+        with ``--overwrite``, the old run's folder is cleared first."""
+        if self.config.resume is not None:
+            return
+        held = [name for name in self.RUN_FILES if (self.out / name).exists()]
+        if not held:
+            return
+        if not self.config.overwrite:
+            raise ConfigError(f"{self.out}: already holds a run ({', '.join(held)}); continue it with --resume auto, "
+                              "or give a new --output-dir (--overwrite clears this one first)")
+        shutil.rmtree(self.out)
     def _build_data(self) -> None:
         c = self.config
         probe = build_model(c.model, 2, spec=c.prior_spec, **self._model_options())

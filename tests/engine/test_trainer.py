@@ -303,3 +303,25 @@ def test_end_of_run_evaluation_without_crowd_objects_reports_not_applicable(tiny
     assert "crowd mAP n/a (0 crowd boxes)" in capsys.readouterr().out
     logged = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
     assert logged[-1]["eval/crowd_map"] is None
+
+
+def test_a_fresh_run_never_lands_on_another(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "4")) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()}
+    assert "iter_4.pth" in before and "iter_2.pth" in before
+    capsys.readouterr()
+    # the same folder again, without --resume: refused in one line, nothing touched
+    assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "2")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds a run" in err and "--resume auto" in err and "--output-dir" in err
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()} == before
+    # --overwrite clears it first: no iter_4.pth of the old run left beside the new one
+    assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "2", "--overwrite")) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["iter_2.pth", "last.pth"]
+    # resuming is what the folder is for; a folder of other files is not a run
+    assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "3", "--resume", "auto")) == 0
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("x")
+    assert train_cli.main(tiny_args(tiny_data, other, "--max-iter", "1")) == 0 and (other / "todo.txt").exists()
