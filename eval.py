@@ -21,7 +21,7 @@ from repssd.convert import WeightsError, config_beside, load_model
 from repssd.data import DatasetError, SSDTestTransform
 from repssd.data.factory import DATASET_KINDS, class_names, open_dataset
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
-from repssd.eval.inference import ground_truth_of, predict_dataset
+from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
 from repssd.models import MODELS
 
 
@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(err))
     names = class_names(dataset)
     ground_truth = ground_truth_of(dataset)
+    ids = image_ids(dataset)
     out = opts.output_dir or (opts.weights.parent.parent / "eval" if config else Path("runs/eval"))
     if opts.detections is not None:
         try:
-            detections = [{k: torch.tensor(v) for k, v in d.items() if k != "id"}
+            detections = [None if d.get("unreadable") else {k: torch.tensor(v) for k, v in d.items() if k != "id"}
                           for d in json.loads(opts.detections.read_text())["detections"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             return fail(f"{opts.detections}: not a detections file written by eval.py ({err})")
@@ -88,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         detections = predict_dataset(model, dataset, opts.batch_size, opts.workers, opts.device,
                                      conf_thresh=opts.conf_thresh, nms_thresh=opts.nms, top_k=opts.top_k)
+        if ground_truth and all(d is None for d in detections):
+            return fail(f"{root}: none of the {len(detections)} images of {kind} {split} can be read")
         out.mkdir(parents=True, exist_ok=True)
-        ids = [r.id for part in getattr(dataset, "datasets", [dataset]) for r in part.records]
         (out / "detections.json").write_text(json.dumps({"dataset": kind, "split": split, "detections": [
-            {"id": i, **{k: v.tolist() for k, v in d.items()}} for i, d in zip(ids, detections)]}))
+            {"id": i, "unreadable": True} if d is None else {"id": i, **{k: v.tolist() for k, v in d.items()}}
+            for i, d in zip(ids, detections)]}))
     evaluator = DetectionEvaluator(names, opts.metric, opts.crowd_subset, opts.crowd_iou, opts.max_dets)
-    evaluator.process(detections, ground_truth)
+    evaluator.process(detections, ground_truth, ids)
     report = evaluator.evaluate()
     report.update(dataset=kind, split=split, weights=str(opts.weights) if opts.weights else None)
     paths = write_report(report, out)

@@ -41,7 +41,7 @@ from repssd.data.factory import class_names, open_dataset
 from repssd.engine.config import ConfigError, TrainConfig, parse_options
 from repssd.eval import DetectionEvaluator
 from repssd.eval.bootstrap import Outcomes, detection_outcomes
-from repssd.eval.inference import ground_truth_of, predict_dataset
+from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
 from repssd.losses import build_criterion, parse_weights
 
 from .report import compare_final, markdown, plot, select_finalists, summarise
@@ -125,7 +125,7 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     ground_truth = ground_truth_of(dataset)
     crowd_iou = config.get("crowd_iou", 0.1)
     evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True, crowd_iou=crowd_iou)
-    evaluator.process(detections, ground_truth)
+    evaluator.process(detections, ground_truth, image_ids(dataset))
     report = evaluator.evaluate()
     plain, crowd = (detection_outcomes(detections, ground_truth, crowd_iou=c) for c in (None, crowd_iou))
     np.savez_compressed(folder / f"outcomes_{split}.npz", **{f"{prefix}_{k}": getattr(o, k) for prefix, o in

@@ -32,6 +32,8 @@ def confident_outcomes(detections: list[dict], ground_truth: list[dict], score: 
     counts = dict.fromkeys(("tp", "on_ignore", "fp_near_ignore", "fp_near_object", "fp_background"), 0)
     objects = 0
     for det, gt in zip(detections, ground_truth):
+        if det is None:  # unreadable image: in neither
+            continue
         scores = np.asarray(det["scores"], dtype=np.float64)
         keep = np.flatnonzero(scores > score)
         boxes = np.asarray(det["boxes"], dtype=np.float64).reshape(-1, 4)[keep[np.argsort(-scores[keep], kind="stable")]]

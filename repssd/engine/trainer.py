@@ -20,8 +20,7 @@ from ..convert import WeightsError, load_weights, read_weights
 from ..data import SSDTestTransform, SSDTrainTransform, collate
 from ..data.factory import class_names, open_dataset
 from ..eval import DetectionEvaluator
-from ..eval.inference import ground_truth_of, predict_dataset
-from ..inputs import InputError
+from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
 from ..models import build_model
 from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -272,7 +271,7 @@ class Trainer:
         detections = predict_dataset(self.model, dataset, batch_size=self.config.batch_size, workers=0,
                                      device=self.device, progress=False)
         evaluator = DetectionEvaluator(self.classes, "voc07", crowd_subset=True)
-        evaluator.process(detections, ground_truth_of(dataset))
+        evaluator.process(detections, ground_truth_of(dataset), image_ids(dataset))
         return evaluator.evaluate(), detections, dataset
 
     # ----------------------------------------------------------------- loop
@@ -369,11 +368,10 @@ class Trainer:
         from ..visualize import draw_detections
         drawn = []
         for index in range(min(count, len(dataset))):
-            try:
-                image = dataset.load(index)[0]
-            except InputError:
-                continue
             det = detections[index]
+            if det is None:  # unreadable
+                continue
+            image = load_image(dataset, index)
             drawn.append(draw_detections(image, Detections(det["boxes"], det["scores"], det["labels"]), self.classes,
                                          min_score=0.3))
         return drawn

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .inference import scored_images
 from .crowd import crowd_ground_truth
 from .voc import match_all
 
@@ -45,6 +46,7 @@ def detection_outcomes(detections: Sequence[Mapping], ground_truth: Sequence[Map
                        plus_one: bool = True, crowd_iou: float | None = None) -> Outcomes:
     """Match once (VOC devkit rules). ``crowd_iou``: score the crowd subset instead (GT that is
     not crowd is ignored like difficult, as :func:`repssd.eval.crowd.evaluate`)."""
+    detections, ground_truth, _ = scored_images(detections, ground_truth)  # unreadable images: in neither
     if crowd_iou is not None:
         ground_truth = crowd_ground_truth(ground_truth, crowd_iou)
     det, gt, tp, fp = match_all(detections, ground_truth, iou_threshold, plus_one)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import coco, crowd, miss_rate, voc
+from .inference import scored_images
 from .voc import _array
 
 __all__ = ["DetectionEvaluator", "METRICS"]
@@ -45,11 +46,16 @@ class DetectionEvaluator:
     def reset(self) -> None:
         self.detections: list[dict] = []
         self.ground_truth: list[dict] = []
+        self.unreadable: list[str] = []
+        self.seen = 0  # images given to process, read or not
 
-    def process(self, detections: Sequence, ground_truth: Sequence) -> None:
-        """Add images: detections (dicts or ``Detections``) and GT dicts, in the same order."""
-        if len(detections) != len(ground_truth):
-            raise ValueError(f"{len(detections)} detection entries for {len(ground_truth)} images")
+    def process(self, detections: Sequence, ground_truth: Sequence, ids: Sequence[str] | None = None) -> None:
+        """Add images: detections (dicts or ``Detections``) and GT dicts, in the same order. An
+        image whose detections are None (unreadable, see ``predict_dataset``) is left out of
+        both and named in the report (``ids``: the images' names)."""
+        detections, ground_truth, missing = scored_images(detections, ground_truth)
+        self.unreadable += [str(ids[i]) if ids is not None else f"image {self.seen + i}" for i in missing]
+        self.seen += len(detections) + len(missing)
         self.detections += [_as_numpy(d) for d in detections]
         self.ground_truth += [_as_numpy(g) for g in ground_truth]
 
@@ -62,6 +68,7 @@ class DetectionEvaluator:
         options = {"use_07_metric": self.metric != "voc"}
         result = voc.evaluate(self.detections, self.ground_truth, **options)
         report = {"metric": "voc07" if self.metric != "voc" else "voc", "num_images": len(self.ground_truth),
+                  "unreadable_images": list(self.unreadable),
                   "map": result["map"], "ap": self._named(result["ap"]), "npos": self._named(result["npos"]),
                   "curves": self._named(result["curves"])}
         if self.crowd_subset:

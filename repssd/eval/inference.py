@@ -1,35 +1,107 @@
 """Batched inference over a dataset, detections in each image's own pixels (eval.py, training)."""
 from __future__ import annotations
 
+import bisect
+import warnings
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data import collate
+from ..inputs import InputError
 from ..postprocess import detect
 
-__all__ = ["predict_dataset", "ground_truth_of"]
+__all__ = ["predict_dataset", "ground_truth_of", "scored_images", "image_ids", "load_image"]
+
+
+class _NoSubstitutes(Dataset):
+    """Index ``i`` of a dataset (or a concatenation) as ``(i, sample)``, or ``(i, None)`` when
+    its image cannot be read: never another image in its place (training's fallback)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.parts = list(getattr(dataset, "datasets", [dataset]))
+        self.starts = [0]
+        for part in self.parts:
+            self.starts.append(self.starts[-1] + len(part))
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def part_of(self, index: int) -> tuple:
+        """(the part holding ``index``, the index within it)."""
+        k = bisect.bisect_right(self.starts, index) - 1
+        return self.parts[k], index - self.starts[k]
+
+    def __getitem__(self, index: int):
+        part, local = self.part_of(index)
+        try:
+            image, target = part.load(local)
+        except InputError as err:
+            return index, str(err)
+        return index, part.transform(image, target) if part.transform else (image, target)
+
+
+def _collate_readable(items: list) -> tuple[list[int], list[int], list[str], dict | None]:
+    """(indices of readable images, indices of unreadable ones, their errors, batch or None)."""
+    good = [(i, sample) for i, sample in items if not isinstance(sample, str)]
+    bad = [(i, error) for i, error in items if isinstance(error, str)]
+    return ([i for i, _ in good], [i for i, _ in bad], [e for _, e in bad],
+            collate([sample for _, sample in good]) if good else None)
 
 
 @torch.no_grad()
 def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 16, workers: int = 0,
-                    device: torch.device | str | None = None, progress: bool = True, **detect_options) -> list[dict]:
+                    device: torch.device | str | None = None, progress: bool = True,
+                    **detect_options) -> list[dict | None]:
     """Run ``model`` over ``dataset`` (whose transform resizes to the model input, e.g.
-    ``SSDTestTransform``) -> per image ``{"boxes": [N, 4] pixel xyxy, "scores", "labels"}``."""
+    ``SSDTestTransform``) -> per image ``{"boxes": [N, 4] pixel xyxy, "scores", "labels"}``, in the
+    dataset's order; None for an image that cannot be read (with a warning naming it). The
+    evaluator leaves such images out of both detections and ground truth."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
-    results = []
-    for batch in tqdm(loader, desc="inference", unit="batch", disable=not progress, leave=False):
+    loader = DataLoader(_NoSubstitutes(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=_collate_readable)
+    results: list[dict | None] = [None] * len(loader.dataset)
+    for indices, _, errors, batch in tqdm(loader, desc="inference", unit="batch", disable=not progress, leave=False):
+        for error in errors:
+            warnings.warn(f"{error}; left out of the evaluation (detections and ground truth)", stacklevel=2)
+        if batch is None:
+            continue
         loc, conf = model(model.preprocess(batch["images"].to(device, non_blocking=True)))
         sizes = batch["sizes"].to(device)
-        for det, (height, width) in zip(detect(loc, conf, model.priors, **detect_options), sizes):
+        for index, det, (height, width) in zip(indices, detect(loc, conf, model.priors, **detect_options), sizes):
             scale = torch.stack([width, height, width, height]).to(det.boxes.dtype)
-            results.append({"boxes": (det.boxes * scale).cpu(), "scores": det.scores.cpu(), "labels": det.labels.cpu()})
+            results[index] = {"boxes": (det.boxes * scale).cpu(), "scores": det.scores.cpu(),
+                              "labels": det.labels.cpu()}
     model.train(was_training)
     return results
+
+
+def scored_images(detections: Sequence, ground_truth: Sequence) -> tuple[list, list, list[int]]:
+    """Drop the images :func:`predict_dataset` could not read (None) from detections and ground
+    truth alike -> (detections, ground truth, indices left out)."""
+    if len(detections) != len(ground_truth):
+        raise ValueError(f"{len(detections)} detection entries for {len(ground_truth)} images")
+    missing = [i for i, d in enumerate(detections) if d is None]
+    if not missing:
+        return list(detections), list(ground_truth), []
+    keep = [i for i, d in enumerate(detections) if d is not None]
+    return [detections[i] for i in keep], [ground_truth[i] for i in keep], missing
+
+
+def image_ids(dataset: Dataset) -> list[str]:
+    """The image ids of a dataset or a concatenation, in order."""
+    return [record.id for part in getattr(dataset, "datasets", [dataset]) for record in part.records]
+
+
+def load_image(dataset: Dataset, index: int):
+    """Image ``index`` of a dataset or a concatenation, untransformed (HxWx3 uint8 RGB)."""
+    part, local = _NoSubstitutes(dataset).part_of(index)
+    return part.load(local)[0]
 
 
 def ground_truth_of(dataset: Dataset) -> list[dict]:

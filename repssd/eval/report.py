@@ -17,6 +17,14 @@ def _score(value: float | None, width: int = 7) -> str:
     return f"{'n/a':>{width}s}" if value is None else f"{value:{width}.4f}"
 
 
+def _scored(report: dict) -> str:
+    """``N of M images scored (K unreadable, left out: a, b, ...)``."""
+    bad = report.get("unreadable_images") or []
+    names = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+    return (f"{report['num_images']} of {report['num_images'] + len(bad)} images scored"
+            + (f" ({len(bad)} unreadable, left out: {names})" if bad else ""))
+
+
 def format_table(report: dict) -> str:
     """Per-class AP (and crowd AP), then the means and the crowd subset's size."""
     crowd = report.get("crowd")
@@ -29,6 +37,8 @@ def format_table(report: dict) -> str:
         lines.append(line)
     lines.append("-" * len(head))
     lines.append(f"{'mAP (' + report['metric'] + ')':16s} {report['map']:7.4f}")
+    if report.get("unreadable_images"):
+        lines.append(f"{'images scored':16s} {_scored(report)}")
     if crowd:
         lines.append(f"{'crowd mAP':16s} {_score(crowd['map'])}   ({crowd['num_boxes']} crowd boxes in "
                      f"{crowd['num_images']} of {report['num_images']} images, same-class IoU > {crowd['crowd_iou']})")
@@ -50,7 +60,7 @@ def _markdown(report: dict) -> str:
         if crowd:
             row += f" {crowd['ap'][name]:.4f} | {crowd['npos'][name]} |" if name in crowd["ap"] else " - | 0 |"
         rows.append(row)
-    text = [f"# Evaluation ({report['metric']}, {report['num_images']} images)", "",
+    text = [f"# Evaluation ({report['metric']}, {_scored(report)})", "",
             f"**mAP {report['map']:.4f}**" + (f" · **crowd mAP {_score(crowd['map'], 0)}** ({crowd['num_boxes']} crowd "
                                             f"boxes in {crowd['num_images']} images)" if crowd else ""), "", *rows]
     if "coco" in report:

@@ -80,3 +80,73 @@ def test_crowd_subset_without_crowd_objects_is_not_applicable(run, tmp_path, cap
     assert "crowd mAP            n/a   (0 crowd boxes" in out.out
     report = json.loads((tmp_path / "out/report.json").read_text())
     assert report["crowd"]["map"] is None and report["crowd"]["num_boxes"] == 0
+
+
+def test_an_unreadable_image_leaves_both_detections_and_ground_truth(run, tmp_path, capsys):
+    """A zero-byte JPEG in the test split: scored as if the split did not hold it, and named."""
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(run / "data", data, symlinks=True)
+    ids = (data / "ImageSets/Main/test.txt").read_text().split()
+    (data / "JPEGImages" / f"{ids[2]}.jpg").write_bytes(b"")
+    weights = str(run / "run/checkpoints/last.pth")
+    common = ["--weights", weights, "--crowd-subset", "--workers", "0", "--data-root", str(data)]
+    with pytest.warns(UserWarning, match=f"{ids[2]}.jpg: cannot decode the image"):
+        assert eval_cli.main([*common, "--output-dir", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert f"5 of 6 images scored (1 unreadable, left out: {ids[2]})" in out
+    broken = json.loads((tmp_path / "a/report.json").read_text())
+    # the same split without that image, scored directly
+    (data / "ImageSets/Main/test.txt").write_text("".join(f"{i}\n" for i in ids if i != ids[2]))
+    assert eval_cli.main([*common, "--output-dir", str(tmp_path / "b")]) == 0
+    clean = json.loads((tmp_path / "b/report.json").read_text())
+    assert broken["num_images"] == clean["num_images"] == 5 and broken["unreadable_images"] == [ids[2]]
+    assert broken["map"] == clean["map"] and broken["ap"] == clean["ap"] and broken["npos"] == clean["npos"]
+    assert broken["crowd"]["map"] == clean["crowd"]["map"]
+    # re-scoring the saved detections keeps the image out too
+    saved = json.loads((tmp_path / "a/detections.json").read_text())["detections"]
+    assert saved[2] == {"id": ids[2], "unreadable": True}
+    (data / "ImageSets/Main/test.txt").write_text("".join(f"{i}\n" for i in ids))
+    assert eval_cli.main(["--detections", str(tmp_path / "a/detections.json"), "--dataset", "synthetic",
+                          "--data-root", str(data), "--crowd-subset", "--output-dir", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c/report.json").read_text())["map"] == clean["map"]
+
+
+def test_a_split_of_unreadable_images_is_one_line(run, tmp_path, capsys):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(run / "data", data, symlinks=True)
+    for image in (data / "JPEGImages").glob("test_*.jpg"):
+        image.write_bytes(b"")
+    with pytest.warns(UserWarning):
+        code = eval_cli.main(["--weights", str(run / "run/checkpoints/last.pth"), "--workers", "0",
+                              "--data-root", str(data), "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "none of the 6 images of synthetic test can be read" in err
+
+
+def test_inference_keeps_every_image_in_its_own_place_and_training_pairs_stay_together(run, tmp_path):
+    """predict_dataset: None exactly where the image is unreadable, the others as without it;
+    training's fallback substitutes the next image with its own target."""
+    import shutil
+    import warnings
+    from repssd.data import SSDTestTransform
+    from repssd.data.factory import open_dataset
+    from repssd.eval.inference import predict_dataset
+    data = tmp_path / "data"
+    shutil.copytree(run / "data", data, symlinks=True)
+    model = build_model("mb1_ssdlite", 3, width_mult=0.25)
+    clean = predict_dataset(model, open_dataset("synthetic", data, "test", SSDTestTransform(model.image_size)),
+                            batch_size=1, progress=False)
+    (data / "JPEGImages" / "test_000001.jpg").write_bytes(b"\xff\xd8 truncated")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = open_dataset("synthetic", data, "test", SSDTestTransform(model.image_size))
+        broken = predict_dataset(model, dataset, batch_size=1, progress=False)  # same numerics per image
+        assert broken[1] is None and all(b is not None for i, b in enumerate(broken) if i != 1)
+        for i in (0, 2, 3, 4, 5):
+            torch.testing.assert_close(broken[i]["boxes"], clean[i]["boxes"])
+        raw = open_dataset("synthetic", data, "test")
+        image, target = raw[1]  # the training fallback: the next image, with its own target
+        expected_image, expected_target = raw.load(2)
+        assert (image == expected_image).all() and torch.equal(target["boxes"], expected_target["boxes"])
