@@ -54,6 +54,10 @@ class COCODetection(DetectionDataset):
         self.classes = tuple(c.get("name", str(c["id"])) for c in cats)
         self._label = {cid: i + 1 for i, cid in enumerate(self.category_ids)}
         self.records = [r for r in (self._read(i) for i in sorted(self.coco.imgs)) if r is not None]
+        for image_id in sorted(set(self.coco.imgToAnns) - set(self.coco.imgs), key=str):  # nowhere to put them
+            for ann in self.coco.imgToAnns[image_id]:
+                self.checker.report(Problem(f"{self.annotation_file} annotation {ann.get('id', '?')}",
+                                            f"image_id {image_id!r} is not in 'images'"))
         self._finish(f"COCODetection({self.annotation_file})")
 
     def _read(self, image_id) -> Record | None:

@@ -34,7 +34,11 @@ class CrowdHumanDetection(DetectionDataset):
         self.odgt_file, self.image_dir, self.box = Path(odgt_file), Path(image_dir), box
         if not self.odgt_file.is_file():
             raise DatasetError(f"{self.odgt_file}: no such annotation file")
-        lines = self.odgt_file.read_text().splitlines()
+        try:
+            lines = self.odgt_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise DatasetError(f"{self.odgt_file}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                               "an .odgt file holds one JSON object per line") from None
         self.records = [r for r in (self._read(n, line) for n, line in enumerate(lines, 1) if line.strip())
                         if r is not None]
         self._finish(f"CrowdHumanDetection({self.odgt_file})")
@@ -57,7 +61,10 @@ class CrowdHumanDetection(DetectionDataset):
             self.checker.report(Problem(str(file), reason, skipped="image"))
             return None
         record = Record(image_id, file, width, height)
-        for k, obj in enumerate(boxes if isinstance(boxes, list) else []):
+        if not isinstance(boxes, list):
+            self.checker.report(Problem(where, f"gtboxes is a {type(boxes).__name__}, not a list: no objects read"))
+            boxes = []
+        for k, obj in enumerate(boxes):
             item = f"gtbox {k} ({obj.get('tag') if isinstance(obj, dict) else '?'})"
             xywh = obj.get(self.box) if isinstance(obj, dict) else None
             if not isinstance(xywh, list) or len(xywh) != 4 or not all(isinstance(v, (int, float)) for v in xywh):

@@ -100,3 +100,33 @@ def test_an_image_claiming_too_many_pixels_is_an_unreadable_image_not_a_crash(tm
     from repssd.inputs import InputError, read_image_rgb
     with pytest.raises(InputError, match="huge.jpg: cannot decode the image \\(more pixels than OpenCV decodes\\)"):
         read_image_rgb(tmp_path / "Images" / "huge.jpg")
+
+
+def test_coco_annotations_of_unknown_images_are_recorded_not_dropped_silently(tmp_path):
+    image(tmp_path / "img", "a.jpg")
+    data = {"images": [{"id": 7, "file_name": "a.jpg", "width": 60, "height": 40}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 2, 10, 20], "iscrowd": 0},
+                            {"id": 2, "image_id": 99, "category_id": 1, "bbox": [1, 2, 10, 20], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="skipped 0 images and 1 objects"):
+        coco = COCODetection(tmp_path / "a.json", tmp_path / "img")
+    assert len(coco.records[0].boxes) == 1
+    assert "annotation 2: image_id 99 is not in 'images'" in str(coco.problems[0])
+    with pytest.raises(DatasetError, match="image_id 99 is not in 'images'"):
+        COCODetection(tmp_path / "a.json", tmp_path / "img", strict=True)
+
+
+@pytest.mark.parametrize("gtboxes", [{"tag": "person"}, "person", 3])
+def test_crowdhuman_gtboxes_that_is_not_a_list_is_recorded(tmp_path, gtboxes):
+    image(tmp_path / "Images", "x.jpg")
+    (tmp_path / "a.odgt").write_text(odgt_line("x", gtboxes) + "\n")
+    with pytest.warns(UserWarning, match="1 objects"):
+        data = CrowdHumanDetection(tmp_path / "a.odgt", tmp_path / "Images")
+    assert data.ids == ["x"] and "gtboxes is a" in str(data.problems[0]) and "not a list" in str(data.problems[0])
+
+
+def test_a_non_utf8_odgt_is_a_dataset_error_naming_the_file(tmp_path):
+    (tmp_path / "a.odgt").write_bytes(b'{"ID": "x", "gtboxes": []}\n\xff\xfe\x00garbage\n')
+    with pytest.raises(DatasetError, match="a.odgt: not UTF-8 text"):
+        CrowdHumanDetection(tmp_path / "a.odgt", tmp_path / "Images")
