@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     if not opts.weights and not opts.detections:
         return fail("give --weights (run the model) or --detections (re-score saved detections)")
-    config = config_beside(opts.weights) if opts.weights and opts.weights.is_file() else {}
+    try:
+        config = config_beside(opts.weights) if opts.weights and opts.weights.is_file() else {}
+    except WeightsError as err:
+        return fail(str(err))
     kind = opts.dataset or config.get("dataset")
     root = opts.data_root or (Path(config["data_root"]) if config.get("data_root") else None)
     split = opts.split or config.get("test_split", "test")

@@ -170,9 +170,13 @@ def config_beside(path: Path) -> dict:
         config = folder / "config.json"
         if config.is_file():
             try:
-                return json.loads(config.read_text())
+                data = json.loads(config.read_text())
             except (OSError, ValueError) as err:
                 raise WeightsError(f"{config}: unreadable training config ({err})") from None
+            if not isinstance(data, dict):
+                raise WeightsError(f"{config}: not a training config (a JSON {type(data).__name__}, "
+                                   "not an object)")
+            return data
     return {}
 
 

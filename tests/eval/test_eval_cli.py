@@ -150,3 +150,20 @@ def test_inference_keeps_every_image_in_its_own_place_and_training_pairs_stay_to
         image, target = raw[1]  # the training fallback: the next image, with its own target
         expected_image, expected_target = raw.load(2)
         assert (image == expected_image).all() and torch.equal(target["boxes"], expected_target["boxes"])
+
+
+@pytest.mark.parametrize("content, message", [("{not json", "unreadable training config"),
+                                              ("[1, 2]", "not a training config (a JSON list, not an object)")])
+def test_a_bad_config_beside_the_checkpoint_is_one_line(run, tmp_path, capsys, content, message):
+    import shutil
+    folder = tmp_path / "run"
+    shutil.copytree(run / "run", folder)
+    (folder / "config.json").write_text(content)
+    weights = str(folder / "checkpoints/last.pth")
+    assert eval_cli.main(["--weights", weights, "--dataset", "synthetic", "--data-root", str(run / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json" in err and message in err
+    import detect
+    assert detect.main(["--weights", weights, "--output-dir", str(tmp_path / "d"), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
