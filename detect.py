@@ -20,6 +20,7 @@ from repssd.convert import WeightsError, load_model
 from repssd.data import VOC_CLASSES
 from repssd.detector import Detector
 from repssd.inputs import InputError, Source, expand_inputs, read_image_rgb, video_frames
+from repssd.options import POSITIVE, bad_device, bad_option
 from repssd.models import MODELS
 from repssd.postprocess import METHODS, Detections
 from repssd.visualize import draw_detections, label_name
@@ -120,6 +121,10 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    problem = bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE) or bad_device(opts.device)
+    if problem:
+        print(f"detect.py: {problem}", file=sys.stderr)
+        return 2
     try:
         model, config = load_model(opts.weights, opts.model)
         names = class_names(opts, config, model.num_classes)

@@ -23,6 +23,7 @@ from repssd.data.factory import DATASET_KINDS, class_names, open_dataset
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
 from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
 from repssd.models import MODELS
+from repssd.options import NON_NEGATIVE, POSITIVE, bad_device, bad_option
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +59,10 @@ def fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    problem = (bad_option(opts, batch_size=POSITIVE, workers=NON_NEGATIVE, top_k=POSITIVE, max_dets=POSITIVE)
+               or (bad_device(opts.device) if opts.device else None))
+    if problem:
+        return fail(problem)
     if not opts.weights and not opts.detections:
         return fail("give --weights (run the model) or --detections (re-score saved detections)")
     try:

@@ -108,8 +108,12 @@ def export_onnx(model: nn.Module, path: str | Path, nms: bool = False, opset: in
     return path
 
 
+OPSETS = (11, 20)  # the TorchScript exporter's range that holds every operator the models and the NMS use
+
+
 def main(argv: list[str] | None = None) -> int:
     from .convert import WeightsError, load_model
+    from .options import POSITIVE, bad_option
     from .models import MODELS
 
     parser = argparse.ArgumentParser(prog="python -m repssd.export", description=__doc__,
@@ -123,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=200, help="boxes kept per image and class by the NMS")
     parser.add_argument("--opset", type=int, default=17)
     opts = parser.parse_args(argv)
+    problem = bad_option(opts, top_k=POSITIVE, opset=(lambda v: OPSETS[0] <= v <= OPSETS[1],
+                                                      f"must be in {OPSETS[0]}..{OPSETS[1]} (torch's ONNX exporter; "
+                                                      "NonMaxSuppression needs 11+ here)"))
+    if problem:
+        print(f"repssd.export: {problem}", file=sys.stderr)
+        return 2
     try:
         model, _ = load_model(opts.weights, opts.model)
     except WeightsError as err:

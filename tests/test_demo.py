@@ -147,8 +147,11 @@ def test_notebooks_execute_without_errors(name, sweep_dir, monkeypatch):
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "experiments").glob("*.yaml")))
 def test_every_experiment_config_loads_and_its_training_options_validate(name):
     from repssd.engine.config import TrainConfig
+    import torch
     config = ablation.load_ablation(ROOT / "experiments" / name)
     train = TrainConfig(**config["train"])
+    if train.device.startswith("cuda") and not torch.cuda.is_available():  # the GPU configs, on a CPU machine
+        train.device = "cpu"
     train.validate()
     if train.dataset == "crowdhuman":  # trains with its ignore regions handled
         assert train.ignore_regions and train.ignore_iof == 0.5

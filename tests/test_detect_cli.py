@@ -114,3 +114,22 @@ def test_an_image_claiming_too_many_pixels_is_one_unreadable_input_and_the_rest_
     assert "huge.png: cannot decode the image (more pixels than OpenCV decodes)" in err[0]
     recorded = json.loads((out / "detections.json").read_text())["detections"]
     assert len(recorded) == 4 and not any("huge" in name for name in recorded)  # the valid inputs after it ran
+
+
+@pytest.mark.parametrize("option, message", [(["--batch-size", "0"], "--batch-size must be positive, got 0"),
+                                             (["--top-k", "-1"], "--top-k must be positive, got -1"),
+                                             (["--max-frames", "0"], "--max-frames must be positive, got 0")])
+def test_bad_option_values_are_refused_up_front(weights, media, tmp_path, capsys, option, message):
+    out = tmp_path / "out"
+    assert detect.main(["--weights", str(weights), "--output-dir", str(out), str(media / "single.jpg"), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not out.exists()  # nothing left behind
+
+
+def test_export_refuses_an_opset_it_cannot_write(weights, tmp_path, capsys):
+    from repssd import export
+    target = tmp_path / "m.onnx"
+    assert export.main(["--weights", str(weights), "--output", str(target), "--opset", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--opset must be in 11..20" in err and not target.exists()

@@ -271,6 +271,9 @@ def test_sync_bn_gives_every_process_the_same_batchnorm_statistics(tiny_data, tm
     (["--max-iter", "2", "--data-root", "/nonexistent/data"], "/nonexistent/data: data root does not exist"),
     (["--loss", "multibox+repulsion", "--max-iter", "2"], "unknown loss term 'repulsion'"),
     (["--loss-weights", "repgt:1", "--max-iter", "2"], "bad loss weight"),
+    (["--max-iter", "2", "--workers", "-1"], "--workers must be 0 or more, got -1"),
+    pytest.param(["--max-iter", "2", "--device", "cuda"], "--device cuda: no CUDA device on this machine",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
     ([], "give exactly one of --max-iter and --epochs"),
 ])
 def test_cli_errors_are_one_line_with_status_2(tiny_data, tmp_path, capsys, args, message):

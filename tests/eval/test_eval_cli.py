@@ -167,3 +167,12 @@ def test_a_bad_config_beside_the_checkpoint_is_one_line(run, tmp_path, capsys, c
     assert detect.main(["--weights", weights, "--output-dir", str(tmp_path / "d"), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize("option, message", [(["--batch-size", "0"], "--batch-size must be positive, got 0"),
+                                             (["--workers", "-2"], "--workers must be 0 or more, got -2")])
+def test_eval_refuses_bad_option_values_up_front(run, tmp_path, capsys, option, message):
+    out = tmp_path / "out"
+    assert eval_cli.main(["--weights", str(run / "run/checkpoints/last.pth"), "--output-dir", str(out), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not out.exists()

@@ -1,0 +1,39 @@
+"""Up-front checks of command-line values shared by train.py, eval.py, detect.py and the export:
+each returns one line saying what is wrong (or None), so a CLI refuses before it does any work."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["POSITIVE", "NON_NEGATIVE", "bad_option", "bad_device"]
+
+POSITIVE: tuple[Callable, str] = (lambda v: v is None or v > 0, "must be positive")
+NON_NEGATIVE: tuple[Callable, str] = (lambda v: v is None or v >= 0, "must be 0 or more")
+
+
+def bad_option(values, **rules: tuple[Callable, str]) -> str | None:
+    """The first of ``values``' attributes (argparse namespace or dataclass) that breaks its rule,
+    as ``--name must be ..., got X``."""
+    for name, (ok, requirement) in rules.items():
+        value = getattr(values, name)
+        if not ok(value):
+            return f"--{name.replace('_', '-')} {requirement}, got {value}"
+    return None
+
+
+def bad_device(name: str) -> str | None:
+    """Why ``--device name`` cannot run here (a CUDA device this machine lacks), or None."""
+    if name in ("auto", "cpu", "meta"):
+        return None
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return f"--device {name!r} is not a device (cpu, cuda, cuda:N)"
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return f"--device {name}: no CUDA device on this machine; use --device cpu"
+        if device.index is not None and device.index >= count:
+            return f"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+    return None
