@@ -20,7 +20,7 @@ from repssd.convert import WeightsError, load_model
 from repssd.data import VOC_CLASSES
 from repssd.detector import Detector
 from repssd.inputs import InputError, Source, expand_inputs, read_image_rgb, video_frames
-from repssd.options import POSITIVE, bad_device, bad_option
+from repssd.options import POSITIVE, bad_device, bad_option, bad_output
 from repssd.models import MODELS
 from repssd.postprocess import METHODS, Detections
 from repssd.visualize import draw_detections, label_name
@@ -121,7 +121,8 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    problem = bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE) or bad_device(opts.device)
+    problem = (bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE) or bad_device(opts.device)
+               or bad_output(opts.output_dir, "--output-dir"))
     if problem:
         print(f"detect.py: {problem}", file=sys.stderr)
         return 2

@@ -113,7 +113,7 @@ OPSETS = (11, 20)  # the TorchScript exporter's range that holds every operator 
 
 def main(argv: list[str] | None = None) -> int:
     from .convert import WeightsError, load_model
-    from .options import POSITIVE, bad_option
+    from .options import POSITIVE, bad_option, bad_output
     from .models import MODELS
 
     parser = argparse.ArgumentParser(prog="python -m repssd.export", description=__doc__,
@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     problem = bad_option(opts, top_k=POSITIVE, opset=(lambda v: OPSETS[0] <= v <= OPSETS[1],
                                                       f"must be in {OPSETS[0]}..{OPSETS[1]} (torch's ONNX exporter; "
-                                                      "NonMaxSuppression needs 11+ here)"))
+                                                      "NonMaxSuppression needs 11+ here)")) \
+        or (bad_output(opts.output, "--output", folder=False) if opts.output else None)
     if problem:
         print(f"repssd.export: {problem}", file=sys.stderr)
         return 2

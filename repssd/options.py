@@ -3,10 +3,11 @@ each returns one line saying what is wrong (or None), so a CLI refuses before it
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-__all__ = ["POSITIVE", "NON_NEGATIVE", "bad_option", "bad_device"]
+__all__ = ["POSITIVE", "NON_NEGATIVE", "bad_option", "bad_device", "bad_output"]
 
 POSITIVE: tuple[Callable, str] = (lambda v: v is None or v > 0, "must be positive")
 NON_NEGATIVE: tuple[Callable, str] = (lambda v: v is None or v >= 0, "must be 0 or more")
@@ -36,4 +37,18 @@ def bad_device(name: str) -> str | None:
             return f"--device {name}: no CUDA device on this machine; use --device cpu"
         if device.index is not None and device.index >= count:
             return f"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+    return None
+
+
+def bad_output(path: str | Path, flag: str, folder: bool = True) -> str | None:
+    """Why ``path`` cannot be written (a folder when ``folder``, else a file): something on its way
+    is a file, or it is a folder where a file should be; None if it can be created."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        return f"{flag} {path}: is a file, not a folder"
+    if not folder and path.is_dir():
+        return f"{flag} {path}: is a folder, not a file"
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{flag} {path}: cannot be created, {parent} is a file"
     return None

@@ -133,3 +133,23 @@ def test_export_refuses_an_opset_it_cannot_write(weights, tmp_path, capsys):
     assert export.main(["--weights", str(weights), "--output", str(target), "--opset", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--opset must be in 11..20" in err and not target.exists()
+
+
+def test_output_paths_under_a_file_are_one_line(weights, media, tmp_path, capsys, tiny_data):
+    """train / detect --output-dir, export --output, synthetic --out whose parent is a regular file."""
+    import train as train_cli
+    from repssd import export
+    from repssd.data import synthetic
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    runs = [
+        lambda: detect.main(["--weights", str(weights), "--output-dir", str(blocker / "out"), str(media / "single.jpg")]),
+        lambda: train_cli.main(["--model", "mb1_ssdlite", "--dataset", "synthetic", "--data-root", str(tiny_data),
+                                "--max-iter", "1", "--output-dir", str(blocker / "run")]),
+        lambda: export.main(["--weights", str(weights), "--output", str(blocker / "m.onnx")]),
+        lambda: synthetic.main(["--out", str(blocker / "data"), "--train", "1", "--test", "1"]),
+    ]
+    for run in runs:
+        assert run() == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"cannot be created, {blocker} is a file" in err, err

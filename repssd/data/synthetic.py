@@ -299,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[opts.preset]
     opts.size = preset["size"] if opts.size is None else opts.size
     opts.density = preset["density"] if opts.density is None else opts.density
+    from ..options import bad_output
+    problem = bad_output(opts.out, "--out")
+    if problem:
+        print(f"repssd.data.synthetic: {problem}", file=sys.stderr)
+        return 2
     if min(opts.train, opts.val, opts.test) < 0 or opts.size < 64 or not opts.density > 0 \
             or not 0 <= opts.mask_fraction < 1:
         print("repssd.data.synthetic: --train/--val/--test must be >= 0, --size >= 64, --density > 0, "

@@ -108,9 +108,9 @@ class TrainConfig:
             raise ConfigError(f"--loss-warmup must be >= 0, got {self.loss_warmup}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
-        from ..options import NON_NEGATIVE, bad_device, bad_option
+        from ..options import NON_NEGATIVE, bad_device, bad_option, bad_output
         problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE) \
-            or bad_device(self.device)
+            or bad_device(self.device) or bad_output(self.output_dir, "--output-dir")
         if problem:
             raise ConfigError(problem)
         if not 0.0 < self.ignore_iof <= 1.0:
