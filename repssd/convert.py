@@ -205,7 +205,13 @@ def load_model(path: str | Path, name: str | None = None, spec: str | None = Non
         raise WeightsError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     spec = spec or config.get("prior_spec") or ("ssd300_torchvision" if fmt == "torchvision" else MODELS[name][1])
     options = {**config.get("model_options", {}), **options}
-    model = build_model(name, infer_num_classes(state, get_spec(spec).boxes_per_location), spec=spec, **options)
+    num_classes = infer_num_classes(state, get_spec(spec).boxes_per_location)
+    names = config.get("class_names")
+    if isinstance(names, list) and len(names) != num_classes - 1:  # labels would be named wrong or not at all
+        raise WeightsError(f"{path}: the checkpoint has {num_classes - 1} classes but the config.json beside it names "
+                           f"{len(names)} ({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''}); "
+                           "they are not from the same run")
+    model = build_model(name, num_classes, spec=spec, **options)
     _load_state(model, state, fmt, path)
     return model.eval(), config
 

@@ -176,3 +176,20 @@ def test_eval_refuses_bad_option_values_up_front(run, tmp_path, capsys, option, 
     assert eval_cli.main(["--weights", str(run / "run/checkpoints/last.pth"), "--output-dir", str(out), *option]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and not out.exists()
+
+
+def test_a_checkpoint_whose_class_count_differs_from_its_config_is_refused(run, tmp_path, capsys):
+    import shutil
+    folder = tmp_path / "run"
+    shutil.copytree(run / "run", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "class_names": ["person", "car", "bike"]}))
+    weights = str(folder / "checkpoints/last.pth")
+    message = "the checkpoint has 2 classes but the config.json beside it names 3 (person, car, bike)"
+    assert eval_cli.main(["--weights", weights]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    import detect
+    assert detect.main(["--weights", weights, "--output-dir", str(tmp_path / "d"), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
