@@ -73,7 +73,9 @@ def load_ablation(path: Path) -> dict:
             build_criterion(cell["loss"], parse_weights(str(cell.get("loss_weights", ""))),
                             warmup=int(cell.get("loss_warmup", 0)),
                             **parse_options(str(cell.get("loss_options", ""))))
-        except ValueError as err:
+            for train in (config["train"], {**config["train"], **config.get("select_train", {})}):
+                TrainConfig(**{**train, **cell}).validate()  # every run's options, before the first one trains
+        except (ValueError, TypeError) as err:
             raise ConfigError(f"{path}: cell {name!r}: {err}") from None
     config["cells"] = cells
     config.setdefault("seeds", [0])

@@ -148,10 +148,15 @@ def test_notebooks_execute_without_errors(name, sweep_dir, monkeypatch):
 def test_every_experiment_config_loads_and_its_training_options_validate(name):
     from repssd.engine.config import TrainConfig
     import torch
+    import yaml as yaml_module
+    raw = yaml_module.safe_load((ROOT / "experiments" / name).read_text())
+    if str(raw["train"].get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
+        # a GPU config on a CPU machine: refused up front, in one line, before anything trains
+        with pytest.raises(ablation.ConfigError, match="--device cuda: no CUDA device"):
+            ablation.load_ablation(ROOT / "experiments" / name)
+        return
     config = ablation.load_ablation(ROOT / "experiments" / name)
     train = TrainConfig(**config["train"])
-    if train.device.startswith("cuda") and not torch.cuda.is_available():  # the GPU configs, on a CPU machine
-        train.device = "cpu"
     train.validate()
     if train.dataset == "crowdhuman":  # trains with its ignore regions handled
         assert train.ignore_regions and train.ignore_iof == 0.5
@@ -167,3 +172,18 @@ def test_false_positive_counts_split_by_ignore_regions():
     # on the object again (IoU 36/164); below the score threshold
     assert confident_outcomes(det, gt, 0.3) == {"tp": 1, "on_ignore": 1, "fp_near_ignore": 1, "fp_near_object": 1,
                                                 "fp_background": 1, "recall": 1.0}
+
+
+def test_the_runner_checks_every_cell_before_training_the_first(tmp_path):
+    """A bad option in the last cell stops the runner before the first cell trains."""
+    text = (ROOT / "experiments/synthetic_sweep.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    for cell, message in [("zz: {loss: multibox+repgt, loss_options: \"repgt_sigma=2\"}", "repgt_sigma must be in"),
+                          ("zz: {loss: multibox, loss_warmup: -3}", "loss warm-up must be >= 0"),
+                          ("zz: {loss: multibox, ignore_regions: true, loss_weights: \"conf=x\"}", "bad loss weight")]:
+        bad.write_text(text.replace("select_train:", f"  {cell}\nselect_train:"))
+        with pytest.raises(ablation.ConfigError, match=f"cell 'zz': {message}"):
+            ablation.load_ablation(bad)
+    bad.write_text(text.replace("  lr: 0.05", "  lr: -1"))
+    with pytest.raises(ablation.ConfigError, match="--lr must be positive"):
+        ablation.load_ablation(bad)
