@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 1
+    except (ConfigError, WeightsError) as err:  # --resume with an unusable checkpoint
+        print(f"train.py: {err}", file=sys.stderr)
+        return 2
     finally:
         cleanup(trainer.dist)
     if trainer.dist.is_main:

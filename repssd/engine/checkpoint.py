@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "find_resume", "rng_state", "set_rng_state"]
+__all__ = ["save_checkpoint", "load_checkpoint", "find_resume", "resume_state", "iteration_checkpoints",
+           "remove_stale_temporaries", "rng_state", "set_rng_state"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -69,11 +70,75 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def find_resume(resume: str | None, output_dir: Path) -> Path | None:
-    """``auto`` -> the run's ``checkpoints/last.pth`` if it exists (else a fresh start); a path ->
-    that file; None -> a fresh start."""
+    """``auto`` -> the run's ``checkpoints/last.pth`` if it exists, else its newest
+    ``iter_N.pth`` (a kill during the first ``last.pth`` write leaves only those), else a fresh
+    start; a path -> that file; None -> a fresh start."""
     if resume is None:
         return None
     if resume == "auto":
-        last = output_dir / "checkpoints" / "last.pth"
-        return last if last.is_file() else None
+        folder = output_dir / "checkpoints"
+        last = folder / "last.pth"
+        candidates = ([last] if last.is_file() else []) + iteration_checkpoints(folder)
+        return candidates[0] if candidates else None
     return Path(resume)
+
+
+def iteration_checkpoints(folder: Path) -> list[Path]:
+    """``folder/iter_N.pth``, newest (largest N) first."""
+    found = []
+    for path in folder.glob("iter_*.pth") if folder.is_dir() else ():
+        number = path.stem.removeprefix("iter_")
+        if number.isdigit():
+            found.append((int(number), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def resume_state(resume: str | None, output_dir: Path) -> tuple[dict | None, Path | None, str | None]:
+    """(checkpoint state, its path, a note to show) for ``--resume``, or (None, None, None) for
+    a fresh start. ``auto`` falls back from an unreadable ``last.pth`` to the newest intact
+    ``iter_N.pth`` and says so; an unreadable explicit path is a ``WeightsError`` naming the newest
+    intact ``iter_N.pth`` beside it."""
+    from ..convert import WeightsError
+    first = find_resume(resume, output_dir)
+    if first is None:
+        return None, None, None
+    if resume != "auto":
+        try:
+            return load_checkpoint(first), first, None
+        except WeightsError as err:
+            intact = _newest_intact(iteration_checkpoints(first.parent), exclude=first)
+            raise WeightsError(f"{err}" + (f"; the newest intact checkpoint beside it is {intact}" if intact else "")) \
+                from None
+    folder = output_dir / "checkpoints"
+    tried = []
+    for path in dict.fromkeys([first, *iteration_checkpoints(folder)]):
+        try:
+            state = load_checkpoint(path)
+        except WeightsError as err:
+            tried.append(str(err))
+            continue
+        note = f"{'; '.join(tried)}: resuming from {path} instead" if tried else None
+        return state, path, note
+    raise WeightsError(f"no intact checkpoint in {folder} ({'; '.join(tried)}); start afresh with a new --output-dir "
+                       "or --overwrite")
+
+
+def _newest_intact(paths: list[Path], exclude: Path) -> Path | None:
+    from ..convert import WeightsError
+    for path in paths:
+        if path.resolve() == exclude.resolve():
+            continue
+        try:
+            load_checkpoint(path)
+        except WeightsError:
+            continue
+        return path
+    return None
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files that killed :func:`save_checkpoint` calls left behind."""
+    stale = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

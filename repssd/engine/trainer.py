@@ -23,7 +23,7 @@ from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
 from ..models import build_model
-from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import remove_stale_temporaries, resume_state, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, config_dict, parse_options
 from .distributed import DistInfo, init_distributed
 from .loggers import FileLogger, VisdomLogger, plot_diagnostics, plot_loss_curves, visdom_env_name
@@ -167,6 +167,18 @@ class Trainer:
                 "iteration": self.iteration, "skipped": self.skipped, "rng": rng_state(),
                 "config": config_dict(self.config)}
 
+    def _restore(self, state: dict, path: Path) -> None:
+        """Resume from ``state`` (read from ``path``): a checkpoint of another architecture or
+        class count is a one-line ``WeightsError``, not a state-dict traceback."""
+        saved = state.get("config") or {}
+        if saved.get("model") and saved["model"] != self.config.model:
+            raise WeightsError(f"{path}: a checkpoint of --model {saved['model']}, but this run is --model "
+                               f"{self.config.model}; resume with the same --model, or give a new --output-dir")
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise WeightsError(f"{path}: does not fit this run's model ({str(err).strip().splitlines()[0]})") from None
+
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -282,9 +294,13 @@ class Trainer:
         schedule still runs to ``max_iter``, so a resumed run continues exactly.
         """
         c = self.config
-        resume = find_resume(c.resume, self.out)
-        if resume is not None:
-            self.load_state_dict(load_checkpoint(resume))
+        if self.dist.is_main:
+            remove_stale_temporaries(self.out / "checkpoints")
+        state, resume, note = resume_state(c.resume, self.out)
+        if note:
+            warnings.warn(note, stacklevel=2)
+        if state is not None:
+            self._restore(state, resume)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             self.write_config()

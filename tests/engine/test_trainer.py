@@ -328,3 +328,68 @@ def test_a_fresh_run_never_lands_on_another(tiny_data, tmp_path, capsys):
     other.mkdir()
     (other / "todo.txt").write_text("x")
     assert train_cli.main(tiny_args(tiny_data, other, "--max-iter", "1")) == 0 and (other / "todo.txt").exists()
+
+
+@pytest.fixture
+def finished_run(tiny_data, tmp_path):
+    """A 4-iteration run with iter_2.pth, iter_4.pth and last.pth."""
+    out = tmp_path / "run"
+    assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "4")) == 0
+    return out
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "no such checkpoint"),
+    ("truncated", "not a readable checkpoint"),
+    ("junk", "not a readable checkpoint"),
+])
+def test_resume_from_an_unusable_checkpoint_is_one_line(tiny_data, finished_run, capsys, damage, message):
+    last = finished_run / "checkpoints" / "last.pth"
+    target = last.with_name("other.pth") if damage == "missing" else last
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[:1000])
+    elif damage == "junk":
+        last.write_bytes(b"\x80\x04 not a pickle at all")
+    capsys.readouterr()
+    assert train_cli.main(tiny_args(tiny_data, finished_run, "--max-iter", "6", "--resume", str(target))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(target) in err and message in err
+    if damage != "missing":
+        assert f"the newest intact checkpoint beside it is {finished_run / 'checkpoints' / 'iter_4.pth'}" in err
+
+
+def test_resume_auto_after_the_model_changed_is_one_line(tiny_data, finished_run, capsys):
+    capsys.readouterr()
+    args = tiny_args(tiny_data, finished_run, "--max-iter", "6", "--resume", "auto")
+    args[args.index("mb1_ssdlite")] = "mb2_ssdlite"
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a checkpoint of --model mb1_ssdlite, but this run is --model mb2_ssdlite" in err
+    # the same model with another width does not fit either: one line too
+    args = tiny_args(tiny_data, finished_run, "--max-iter", "6", "--resume", "auto")
+    args[args.index("0.25")] = "0.5"
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit this run's model" in err
+
+
+def test_resume_auto_falls_back_to_the_newest_intact_checkpoint_and_cleans_up(tiny_data, finished_run):
+    folder = finished_run / "checkpoints"
+    (folder / "last.pth").write_bytes(b"torn")
+    (folder / "iter_4.pth").write_bytes((folder / "iter_4.pth").read_bytes()[:500])
+    (folder / ".last.pth.x1y2.tmp").write_bytes(b"half a write")
+    t = trainer(tiny_data, finished_run, "--max-iter", "4", "--resume", "auto")
+    with pytest.warns(UserWarning, match="resuming from .*iter_2.pth instead"):
+        t.fit(stop_after=2)
+    assert t.iteration == 2 and not list(folder.glob(".*.tmp"))
+
+
+def test_a_kill_during_the_first_last_pth_write_resumes_from_iter_n(tiny_data, finished_run):
+    folder = finished_run / "checkpoints"
+    (folder / "last.pth").unlink()  # as if killed while writing it: only its temporary is left
+    (folder / "iter_4.pth").unlink()
+    (folder / ".last.pth.abcd.tmp").write_bytes(b"partial")
+    t = trainer(tiny_data, finished_run, "--max-iter", "4", "--resume", "auto")
+    t.fit(stop_after=2)
+    assert t.iteration == 2  # from iter_2.pth, not from 0
+    assert not (folder / ".last.pth.abcd.tmp").exists()
