@@ -23,7 +23,8 @@ from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
 from ..models import build_model
-from .checkpoint import remove_stale_temporaries, resume_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (iteration_checkpoints, remove_stale_temporaries, resume_state, rng_state, save_checkpoint,
+                         set_rng_state)
 from .config import ConfigError, TrainConfig, config_dict, parse_options
 from .distributed import DistInfo, init_distributed
 from .loggers import FileLogger, VisdomLogger, plot_diagnostics, plot_loss_curves, visdom_env_name
@@ -193,8 +194,14 @@ class Trainer:
             return
         state = self.state_dict()
         folder = self.out / "checkpoints"
-        save_checkpoint(folder / f"iter_{self.iteration}.pth", state)
-        save_checkpoint(folder / "last.pth", state)
+        for path in (folder / f"iter_{self.iteration}.pth", folder / "last.pth"):
+            try:
+                save_checkpoint(path, state)
+            except OSError as err:  # disk full, quota, read-only: the previous checkpoints are intact
+                good = [p for p in (folder / "last.pth", *iteration_checkpoints(folder)) if p.is_file() and p != path]
+                raise TrainingError(f"cannot write the checkpoint {path} at iteration {self.iteration} "
+                                    f"({err.strerror or err}); last good checkpoint: "
+                                    f"{good[0] if good else 'none'}") from None
 
     def write_config(self) -> None:
         record = {**config_dict(self.config), "class_names": list(self.classes), "max_iter_resolved": self.max_iter,

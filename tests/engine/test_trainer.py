@@ -393,3 +393,24 @@ def test_a_kill_during_the_first_last_pth_write_resumes_from_iter_n(tiny_data, f
     t.fit(stop_after=2)
     assert t.iteration == 2  # from iter_2.pth, not from 0
     assert not (folder / ".last.pth.abcd.tmp").exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_naming_the_last_good_checkpoint(tiny_data, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import errno
+    import repssd.engine.checkpoint as checkpoint
+    out = tmp_path / "run"
+    real_save, calls = checkpoint.torch.save, []
+
+    def save_until_full(state, file):
+        calls.append(state["iteration"])
+        if state["iteration"] >= 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(state, file)
+    monkeypatch.setattr(checkpoint.torch, "save", save_until_full)
+    assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "6")) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "train.py:" in line]  # past the progress bar
+    assert len(err) == 1 and "No space left on device" in err[0]
+    assert f"last good checkpoint: {out / 'checkpoints' / 'last.pth'}" in err[0]
+    assert checkpoint.load_checkpoint(out / "checkpoints" / "last.pth")["iteration"] == 2  # intact
+    assert not list((out / "checkpoints").glob(".*.tmp"))  # the failed write left nothing behind
