@@ -116,6 +116,7 @@ def test_dense_preset_is_denser(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "dense"), "--train", "0", "--test", "12", "--preset", "dense"]) == 0
     assert main(["--out", str(tmp_path / "default"), "--train", "0", "--test", "12"]) == 0
     assert main(["--out", str(tmp_path / "nan"), "--density", "nan"]) == 2
+    assert not (tmp_path / "nan").exists()  # refused before anything is written
     capsys.readouterr()
     per_image = {}
     for name in ("dense", "default"):
