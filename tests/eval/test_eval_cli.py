@@ -193,3 +193,24 @@ def test_a_checkpoint_whose_class_count_differs_from_its_config_is_refused(run, 
     assert detect.main(["--weights", weights, "--output-dir", str(tmp_path / "d"), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_coco_path_leaves_an_unreadable_image_out_too(run, tmp_path):
+    import shutil
+    import warnings
+    from repssd.data import COCODetection, SSDTestTransform
+    from repssd.eval import DetectionEvaluator
+    from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
+    data = tmp_path / "data"
+    shutil.copytree(run / "data", data, symlinks=True)
+    (data / "JPEGImages" / "test_000003.jpg").write_bytes(b"")
+    model = build_model("mb1_ssdlite", 3, width_mult=0.25)
+    dataset = COCODetection(data / "coco/instances_test.json", data / "JPEGImages", SSDTestTransform(model.image_size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        detections = predict_dataset(model, dataset, batch_size=4, progress=False)
+    assert [d is None for d in detections] == [False, False, False, True, False, False]
+    evaluator = DetectionEvaluator(dataset.classes, crowd_subset=True)
+    evaluator.process(detections, ground_truth_of(dataset), image_ids(dataset))
+    report = evaluator.evaluate()
+    assert report["num_images"] == 5 and report["unreadable_images"] == [image_ids(dataset)[3]]
