@@ -18,8 +18,8 @@ __all__ = ["predict_dataset", "ground_truth_of", "scored_images", "image_ids", "
 
 
 class _NoSubstitutes(Dataset):
-    """Index ``i`` of a dataset (or a concatenation) as ``(i, sample)``, or ``(i, None)`` when
-    its image cannot be read: never another image in its place (training's fallback)."""
+    """Index ``i`` of a dataset (or a concatenation) as ``(i, sample)``, or ``(i, error message)``
+    when its image cannot be read: never another image in its place (training's fallback)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.parts = list(getattr(dataset, "datasets", [dataset]))
