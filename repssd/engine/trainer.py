@@ -51,8 +51,7 @@ class Trainer:
         self.device = _device(config.device)
         self.dist: DistInfo = init_distributed(self.device)
         self.out = Path(config.output_dir)
-        if self.dist.is_main:
-            self._claim_output_dir()
+        self._claim_output_dir()  # every process: all of them stop on a refusal, none waits on the others
         torch.manual_seed(config.seed)
         self._build_data()
         self._build_model()
@@ -77,7 +76,8 @@ class Trainer:
         if not self.config.overwrite:
             raise ConfigError(f"{self.out}: already holds a run ({', '.join(held)}); continue it with --resume auto, "
                               "or give a new --output-dir (--overwrite clears this one first)")
-        shutil.rmtree(self.out)
+        if self.dist.is_main:
+            shutil.rmtree(self.out)
     def _build_data(self) -> None:
         c = self.config
         probe = build_model(c.model, 2, spec=c.prior_spec, **self._model_options())
