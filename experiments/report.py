@@ -14,7 +14,8 @@ METRICS = ("map", "crowd_map", "person_ap", "person_mr")
 
 
 def _mean_std(values) -> dict:
-    values = np.asarray(values, dtype=float)
+    """Mean and sample std; a metric that does not apply (None, e.g. crowd mAP without crowds) is NaN."""
+    values = np.asarray([np.nan if v is None else v for v in values], dtype=float)
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
 
 

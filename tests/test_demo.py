@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import yaml
 from nbclient import NotebookClient
@@ -187,3 +188,9 @@ def test_the_runner_checks_every_cell_before_training_the_first(tmp_path):
     bad.write_text(text.replace("  lr: 0.05", "  lr: -1"))
     with pytest.raises(ablation.ConfigError, match="--lr must be positive"):
         ablation.load_ablation(bad)
+
+
+def test_summaries_carry_a_metric_that_does_not_apply_as_nan():
+    from experiments.report import _mean_std
+    stat = _mean_std([None, None])
+    assert np.isnan(stat["mean"]) and _mean_std([0.5, 0.7])["mean"] == pytest.approx(0.6)
