@@ -103,37 +103,30 @@ def resume_state(resume: str | None, output_dir: Path) -> tuple[dict | None, Pat
     if first is None:
         return None, None, None
     if resume != "auto":
-        try:
-            return load_checkpoint(first), first, None
-        except WeightsError as err:
-            intact = _newest_intact(iteration_checkpoints(first.parent), exclude=first)
-            raise WeightsError(f"{err}" + (f"; the newest intact checkpoint beside it is {intact}" if intact else "")) \
-                from None
+        state, path, errors = _first_intact([first])
+        if state is None:
+            others = [p for p in iteration_checkpoints(first.parent) if p.resolve() != first.resolve()]
+            intact = _first_intact(others)[1]
+            raise WeightsError(errors[0] + (f"; the newest intact checkpoint beside it is {intact}" if intact else ""))
+        return state, path, None
     folder = output_dir / "checkpoints"
-    tried = []
-    for path in dict.fromkeys([first, *iteration_checkpoints(folder)]):
-        try:
-            state = load_checkpoint(path)
-        except WeightsError as err:
-            tried.append(str(err))
-            continue
-        note = f"{'; '.join(tried)}: resuming from {path} instead" if tried else None
-        return state, path, note
-    raise WeightsError(f"no intact checkpoint in {folder} ({'; '.join(tried)}); start afresh with a new --output-dir "
-                       "or --overwrite")
+    state, path, errors = _first_intact(list(dict.fromkeys([first, *iteration_checkpoints(folder)])))
+    if state is None:
+        raise WeightsError(f"no intact checkpoint in {folder} ({'; '.join(errors)}); start afresh with a new "
+                           "--output-dir or --overwrite")
+    return state, path, (f"{'; '.join(errors)}: resuming from {path} instead" if errors else None)
 
 
-def _newest_intact(paths: list[Path], exclude: Path) -> Path | None:
+def _first_intact(paths: list[Path]) -> tuple[dict | None, Path | None, list[str]]:
+    """(state, path) of the first of ``paths`` that loads, and why the ones before it did not."""
     from ..convert import WeightsError
+    errors = []
     for path in paths:
-        if path.resolve() == exclude.resolve():
-            continue
         try:
-            load_checkpoint(path)
-        except WeightsError:
-            continue
-        return path
-    return None
+            return load_checkpoint(path), path, errors
+        except WeightsError as err:
+            errors.append(str(err))
+    return None, None, errors
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

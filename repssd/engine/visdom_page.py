@@ -35,10 +35,15 @@ def chromium() -> str | None:
 
 
 def serve(port: int, env_path: Path) -> subprocess.Popen:
-    """Start ``python -m visdom.server`` on 127.0.0.1:``port`` with the network refused."""
-    return subprocess.Popen([sys.executable, "-m", "repssd.engine.visdom_page", "_run", "-port", str(port),
-                             "--hostname", "127.0.0.1", "-env_path", str(env_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """Start ``python -m visdom.server`` on 127.0.0.1:``port`` with the network refused; its log
+    goes to ``env_path/server.log`` (a pipe nobody reads would fill and stall the server)."""
+    env_path.mkdir(parents=True, exist_ok=True)
+    with (env_path / "server.log").open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "repssd.engine.visdom_page", "_run", "-port", str(port),
+                                    "--hostname", "127.0.0.1", "-env_path", str(env_path)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    process.log = env_path / "server.log"
+    return process
 
 
 def wait_until_up(port: int, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
@@ -47,7 +52,9 @@ def wait_until_up(port: int, process: subprocess.Popen | None = None, timeout: f
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"visdom server exited ({process.returncode}): {process.stdout.read()[-2000:]}")
+            log = getattr(process, "log", None)
+            tail = log.read_text()[-2000:] if log is not None and log.is_file() else ""
+            raise RuntimeError(f"visdom server exited ({process.returncode}): {tail}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
                 if reply.status == 200:
