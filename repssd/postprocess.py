@@ -21,7 +21,7 @@ from torchvision.ops import batched_nms
 from .boxes import box_iou
 from .coder import VARIANCES, decode
 
-__all__ = ["Detections", "detect", "METHODS"]
+__all__ = ["Detections", "detect", "METHODS", "SCORES"]
 
 METHODS = ("nms", "soft-linear", "soft-gaussian")
 
@@ -47,9 +47,13 @@ class Detections:
         return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
 
 
+SCORES = ("softmax", "sigmoid")
+
+
 def detect(loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, conf_thresh: float = 0.01,
-           nms_thresh: float = 0.45, top_k: int = 200, method: str = "nms", candidates: int = 400,
-           sigma: float = 0.5, clip: bool = True, variances: tuple[float, float] = VARIANCES) -> list[Detections]:
+           nms_thresh: float = 0.45, top_k: int = 200, method: str = "nms", candidates: int | None = 400,
+           sigma: float = 0.5, clip: bool | str = True, variances: tuple[float, float] = VARIANCES,
+           score: str = "softmax") -> list[Detections]:
     """Turn network outputs into detections.
 
     Args:
@@ -60,27 +64,43 @@ def detect(loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, conf_thresh: float 
         nms_thresh: IoU above which NMS suppresses (linear Soft-NMS: starts to decay).
         top_k: detections kept per image.
         method: ``"nms"``, ``"soft-linear"`` or ``"soft-gaussian"``.
-        candidates: best priors per image and class that may enter NMS (torchvision keeps 400).
+        candidates: best priors per image and class that may enter NMS (torchvision keeps 400;
+            None: all, as the TF Object Detection API's NMS).
         sigma: Gaussian Soft-NMS width, ``score *= exp(-iou^2 / sigma)``.
-        clip: clip decoded boxes to the image before NMS (torchvision does; ssd.pytorch not).
+        clip: ``True`` / ``"before"``: clip decoded boxes to the image before NMS (torchvision);
+            ``"after"``: NMS on the decoded boxes, then clip (the TF Object Detection API's
+            ``ClipToWindow``, which also drops boxes left with no area; Soft-NMS clips before);
+            ``False``: never (ssd.pytorch).
+        score: ``"softmax"`` over the C columns (SSD) or ``"sigmoid"`` of each column (models
+            imported from the TF Object Detection API); the background column is dropped.
 
     Returns:
         One :class:`Detections` per image with normalised xyxy boxes, sorted by score.
     """
     if method not in METHODS:
         raise ValueError(f"unknown NMS method {method!r}; known: {', '.join(METHODS)}")
+    if score not in SCORES:
+        raise ValueError(f"unknown score function {score!r}; known: {', '.join(SCORES)}")
+    mode = {True: "before", False: "none"}.get(clip, clip)
+    if mode not in ("before", "after", "none"):
+        raise ValueError(f"clip must be True, False, 'before' or 'after', got {clip!r}")
     boxes = decode(loc, priors_cxcywh, variances)  # [B,P,4]
-    if clip:
-        boxes = boxes.clamp(0.0, 1.0)
-    probs = conf.softmax(dim=-1)[..., 1:]  # [B,P,C-1]
+    probs = (conf.softmax(dim=-1) if score == "softmax" else conf.sigmoid())[..., 1:]  # [B,P,C-1]
+    clipped = boxes.clamp(0.0, 1.0) if mode != "none" else boxes
+    candidates = probs.shape[1] if candidates is None else candidates
+    if method == "nms" and mode == "after":  # empty boxes still suppress, as in TF; dropped after NMS
+        empty = (clipped[..., 2] <= clipped[..., 0]) | (clipped[..., 3] <= clipped[..., 1])  # [B,P]
+        return _hard_nms(boxes, clipped, probs, conf_thresh, nms_thresh, top_k, candidates, empty)
     if method == "nms":
-        return _hard_nms(boxes, probs, conf_thresh, nms_thresh, top_k, candidates)
-    return _soft_nms(boxes, probs, conf_thresh, nms_thresh, top_k, candidates, sigma, method == "soft-gaussian")
+        return _hard_nms(clipped, clipped, probs, conf_thresh, nms_thresh, top_k, candidates)
+    return _soft_nms(clipped, probs, conf_thresh, nms_thresh, top_k, candidates, sigma, method == "soft-gaussian")
 
 
-def _hard_nms(boxes: Tensor, probs: Tensor, conf_thresh: float, nms_thresh: float, top_k: int,
-              candidates: int) -> list[Detections]:
-    """Greedy NMS per image and class, exact, on the few candidates that can reach the output.
+def _hard_nms(boxes: Tensor, out_boxes: Tensor, probs: Tensor, conf_thresh: float, nms_thresh: float, top_k: int,
+              candidates: int, dropped: Tensor | None = None) -> list[Detections]:
+    """Greedy NMS per image and class on ``boxes``, exact, on the few candidates that can reach
+    the output; survivors are reported with ``out_boxes`` (their clipped form), except those
+    ``dropped`` (``Tensor[B, P]`` bool) after NMS.
 
     Greedy NMS decides a box by the boxes that score higher only, so running it on the M best
     candidates of an image decides those M exactly; once top_k of them survive, no lower one
@@ -98,12 +118,14 @@ def _hard_nms(boxes: Tensor, probs: Tensor, conf_thresh: float, nms_thresh: floa
         group = image * num_labels + cls[image, slot]
         prior = torch.div(index[image, slot], num_labels, rounding_mode="floor")
         keep = batched_nms(boxes[image, prior], scores[image, slot], group, nms_thresh)  # best first
+        if dropped is not None:
+            keep = keep[~dropped[image[keep], prior[keep]]]
         kept = torch.bincount(image[keep], minlength=batch)
         # An image is settled when top_k survived or its M-th candidate is below the threshold.
         if size == flat.shape[1] or bool(((kept >= top_k) | (scores[:, -1] <= conf_thresh)).all()):
             break
         size = flat.shape[1]
-    return _split(boxes[image, prior][keep], scores[image, slot][keep], cls[image, slot][keep] + 1,
+    return _split(out_boxes[image, prior][keep], scores[image, slot][keep], cls[image, slot][keep] + 1,
                   image[keep], batch, top_k)
 
 

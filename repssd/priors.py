@@ -1,5 +1,9 @@
 """SSD prior (default) boxes, SSD paper Sec. 2.2 "Choosing scales and aspect ratios".
 
+Two layouts: :class:`PriorSpec` (ssd.pytorch / Caffe SSD, square inputs, sizes in pixels) and
+:class:`GridAnchorSpec` (the TF Object Detection API's multiple-grid anchor generator, scales
+relative to the shorter input side, any input size). Both give cxcywh priors.
+
 A :class:`PriorSpec` lists, per source feature map, its size, its stride (``step``) in input
 pixels, the min/max box sizes in pixels and the extra aspect ratios. ``generate_priors``
 lays the boxes out in ssd.pytorch's order: feature map, then row y, then column x, then
@@ -12,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PriorSpec", "SPECS", "get_spec", "generate_priors"]
+__all__ = ["PriorSpec", "GridAnchorSpec", "SPECS", "get_spec", "generate_priors"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,70 @@ class PriorSpec:
         """P, the total number of priors."""
         return sum(f * f * a for f, a in zip(self.feature_maps, self.boxes_per_location))
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the network input."""
+        return self.image_size, self.image_size
+
+
+@dataclass(frozen=True)
+class GridAnchorSpec:
+    """TF Object Detection API ``ssd_anchor_generator`` (``create_ssd_anchors`` +
+    ``MultipleGridAnchorGenerator``), for SSD models imported from TF graphs.
+
+    Layer k of n has scale ``s_k = min_scale + (max_scale - min_scale) k / (n - 1)`` and one box
+    per aspect ratio (height ``s_k / sqrt(ar)``, width ``s_k sqrt(ar)``) plus a square box at
+    ``sqrt(s_k s_{k+1})`` (``s_n = 1``); with ``reduce_boxes_in_lowest_layer`` the first layer
+    has only (0.1, 1:1), (s_0, 2:1), (s_0, 1:2). Scales are relative to the shorter input side,
+    so boxes stay square in pixels on a non-square input. Cell centres are ``(i + 0.5) / n``
+    per axis; order: layer, row, column, box. Nothing is clipped.
+
+    Attributes:
+        image_size: (width, height) of the network input.
+        feature_maps: (height, width) of every source map at that input.
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    feature_maps: tuple[tuple[int, int], ...]
+    min_scale: float = 0.2
+    max_scale: float = 0.95
+    aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 0.3333)  # TF's config literal 0.3333, not 1/3
+    interpolated_scale_aspect_ratio: float = 1.0
+    reduce_boxes_in_lowest_layer: bool = True
+    clip: str = "none"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.image_size
+
+    def box_shapes(self, k: int) -> list[tuple[float, float]]:
+        """(scale, aspect ratio) of each box of layer k, in TF's order."""
+        n = len(self.feature_maps)
+        scales = [self.min_scale + (self.max_scale - self.min_scale) * i / (n - 1) for i in range(n)] + [1.0]
+        if k == 0 and self.reduce_boxes_in_lowest_layer:
+            return [(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)]
+        shapes = [(scales[k], ar) for ar in self.aspect_ratios]
+        if self.interpolated_scale_aspect_ratio > 0:
+            shapes.append((math.sqrt(scales[k] * scales[k + 1]), self.interpolated_scale_aspect_ratio))
+        return shapes
+
+    @property
+    def boxes_per_location(self) -> tuple[int, ...]:
+        return tuple(len(self.box_shapes(k)) for k in range(len(self.feature_maps)))
+
+    @property
+    def num_priors(self) -> int:
+        return sum(h * w * a for (h, w), a in zip(self.feature_maps, self.boxes_per_location))
+
+    def with_feature_maps(self, feature_maps: tuple[tuple[int, int], ...]) -> "GridAnchorSpec":
+        """The same generator on other grid sizes (a network's maps at another input size)."""
+        return replace(self, feature_maps=tuple((int(h), int(w)) for h, w in feature_maps))
+
+    def with_input_size(self, width: int, height: int) -> "GridAnchorSpec":
+        """The spec for a ``width`` x ``height`` input; the model builder sets the grid sizes."""
+        return replace(self, name=f"{self.name.split('@')[0]}@{width}x{height}", image_size=(int(width), int(height)))
+
 
 def _spec(name: str, image_size: int, feature_maps, steps, min_sizes, max_sizes, aspect_ratios,
           clip: str = "all") -> PriorSpec:
@@ -96,10 +164,12 @@ SPECS: dict[str, PriorSpec] = {s.name: s for s in [
     # qfgaohao/pytorch-ssd mobilenetv1_ssd_config (MobileNet SSD / SSD-Lite, 3000 priors).
     _spec("mobilenet_ssd300", 300, [19, 10, 5, 3, 2, 1], [16, 32, 64, 100, 150, 300],
           [60, 105, 150, 195, 240, 285], [105, 150, 195, 240, 285, 330], [[2, 3]] * 6),
+    # TF Object Detection API ssd_mobilenet_v2 / ssdlite_mobilenet_v2 configs (1917 priors at 300 px)
+    GridAnchorSpec("tf_ssd_anchors", (300, 300), ((19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1))),
 ]}
 
 
-def get_spec(name: str) -> PriorSpec:
+def get_spec(name: str) -> PriorSpec | GridAnchorSpec:
     """The named :class:`PriorSpec`; an unknown name raises ``ValueError`` listing the known ones."""
     try:
         return SPECS[name]
@@ -118,8 +188,26 @@ def _cell_shapes(spec: PriorSpec, k: int) -> np.ndarray:
     return np.asarray(shapes, dtype=np.float64)
 
 
-def _generate(spec: PriorSpec) -> np.ndarray:
+def _generate_grid(spec: GridAnchorSpec) -> np.ndarray:
+    """All anchors of a :class:`GridAnchorSpec` as ``float64 [P, 4]`` cxcywh."""
+    width, height = spec.input_size
+    short = min(width, height)
+    maps = []
+    for k, (rows, cols) in enumerate(spec.feature_maps):
+        shapes = np.asarray(spec.box_shapes(k), dtype=np.float64)  # [A, 2] (scale, aspect ratio)
+        root = np.sqrt(shapes[:, 1])
+        wh = np.stack([shapes[:, 0] * root * short / width, shapes[:, 0] / root * short / height], axis=1)  # [A,2]
+        cy, cx = np.meshgrid((np.arange(rows) + 0.5) / rows, (np.arange(cols) + 0.5) / cols, indexing="ij")
+        grid = np.empty((rows, cols, len(wh), 4))  # [rows, cols, A, 4]
+        grid[..., 0], grid[..., 1], grid[..., 2:] = cx[..., None], cy[..., None], wh
+        maps.append(grid.reshape(-1, 4))
+    return np.concatenate(maps)
+
+
+def _generate(spec: PriorSpec | GridAnchorSpec) -> np.ndarray:
     """All priors of ``spec`` as ``float64 [P, 4]`` cxcywh, before rounding to float32."""
+    if isinstance(spec, GridAnchorSpec):
+        return _generate_grid(spec)
     maps = []
     for k, f in enumerate(spec.feature_maps):
         f_k = spec.image_size / spec.steps[k]
@@ -146,7 +234,7 @@ def _cached(spec: PriorSpec, device: torch.device, dtype: torch.dtype) -> Tensor
     return priors.to(device=device, dtype=dtype)
 
 
-def generate_priors(spec: PriorSpec | str, device: torch.device | str | None = None,
+def generate_priors(spec: PriorSpec | GridAnchorSpec | str, device: torch.device | str | None = None,
                     dtype: torch.dtype = torch.float32) -> Tensor:
     """Prior boxes of ``spec`` -> ``Tensor[P, 4]`` cxcywh, normalised to the input size.
 

@@ -87,7 +87,7 @@ def test_ssd300_voc_first_rows_of_each_map():
     assert last[2, 2].item() == 1.0 and last[3, 3].item() == 1.0
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", sorted(n for n, s in SPECS.items() if isinstance(s, PriorSpec)))
 def test_first_row_of_each_map_is_its_first_cell(name):
     spec = get_spec(name)
     priors = generate_priors(spec)

@@ -1,11 +1,13 @@
-"""Datasets (VOC, COCO, CrowdHuman, synthetic crowds), SSD transforms and batching."""
+"""Datasets (VOC, COCO, CrowdHuman, PennFudanPed, synthetic crowds), SSD transforms and batching."""
 from .base import DatasetError, DetectionDataset, Problem
 from .classes import VOC_CLASSES
 from .coco import COCODetection
 from .collate import collate
 from .crowdhuman import CrowdHumanDetection
+from .pennfudan import PennFudanDetection
 from .transforms import SSDTestTransform, SSDTrainTransform
 from .voc import VOCDetection, read_classes, voc0712
 
 __all__ = ["VOC_CLASSES", "DatasetError", "DetectionDataset", "Problem", "VOCDetection", "voc0712", "read_classes",
-           "COCODetection", "CrowdHumanDetection", "SSDTrainTransform", "SSDTestTransform", "collate"]
+           "COCODetection", "CrowdHumanDetection", "PennFudanDetection",
+           "SSDTrainTransform", "SSDTestTransform", "collate"]

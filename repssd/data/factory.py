@@ -9,6 +9,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from .base import DatasetError
 from .coco import COCODetection
 from .crowdhuman import CrowdHumanDetection
+from .pennfudan import PennFudanDetection
 from .voc import VOCDetection, read_classes, voc0712
 
 __all__ = ["DATASET_KINDS", "open_dataset", "class_names"]
@@ -20,6 +21,7 @@ DATASET_KINDS = {
     "folder": "any VOC-layout folder with its own classes.txt",
     "coco": "a COCO folder: annotations/instances_<split>.json and <split>/ images",
     "crowdhuman": "a CrowdHuman folder: annotation_<split>.odgt and Images/",
+    "pennfudan": "a PennFudanPed folder: Annotation/, PNGImages/, PedMasks/ (split all/train/val/test or <split>.txt)",
 }
 
 
@@ -39,6 +41,8 @@ def open_dataset(kind: str, root: str | Path, split: str, transform: Callable | 
         return voc0712(root, sets, transform=transform, strict=strict, **options)
     if kind == "coco":
         return COCODetection(root / "annotations" / f"instances_{split}.json", root / split, transform, strict)
+    if kind == "pennfudan":
+        return PennFudanDetection(root, split, transform, strict, **options)
     return CrowdHumanDetection(root / f"annotation_{split}.odgt", root / "Images", transform=transform, strict=strict,
                                **options)
 

@@ -91,7 +91,7 @@ class SSD(nn.Module):
         spec: the prior layout the head's outputs line up with.
         normalize: the input normalisation this model expects (see :meth:`preprocess`).
 
-    ``model(x)`` takes ``x (Tensor[B, 3, S, S])`` already normalised (``S = spec.image_size``)
+    ``model(x)`` takes ``x (Tensor[B, 3, H, W])`` already normalised (``(W, H) = spec.input_size``)
     and returns ``loc (Tensor[B, P, 4])`` offsets (SSD Eq. 2) and ``conf (Tensor[B, P, C])``
     logits.
     """
@@ -110,8 +110,14 @@ class SSD(nn.Module):
         return self.head.num_classes
 
     @property
-    def image_size(self) -> int:
+    def image_size(self) -> int | tuple[int, int]:
+        """The spec's input size: S for square specs, (width, height) for grid-anchor ones."""
         return self.spec.image_size
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the network input; transforms resize images to it."""
+        return self.spec.input_size
 
     @property
     def priors(self) -> Tensor:
@@ -120,7 +126,7 @@ class SSD(nn.Module):
         return generate_priors(self.spec, device=weight.device, dtype=weight.dtype)
 
     def preprocess(self, images: Tensor) -> Tensor:
-        """``images (Tensor[B, 3, S, S])`` uint8 RGB -> the normalised input :meth:`forward` takes."""
+        """``images (Tensor[B, 3, H, W])`` uint8 RGB -> the normalised input :meth:`forward` takes."""
         return self.normalize(images)
 
     def sources(self, x: Tensor) -> list[Tensor]:

@@ -33,11 +33,12 @@ def test_ssd300_architecture_details(ssd300):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_lines_up_with_its_priors(name):
     model = build_model(name, 3).eval()
-    size = model.image_size
+    width, height = model.input_size
     with torch.no_grad():
-        sources = model.sources(torch.zeros(1, 3, size, size))
+        sources = model.sources(torch.zeros(1, 3, height, width))
         loc, conf = model.head(sources)
-    assert [s.shape[-1] for s in sources] == list(model.spec.feature_maps)
+    maps = [m if isinstance(m, tuple) else (m, m) for m in model.spec.feature_maps]
+    assert [tuple(s.shape[-2:]) for s in sources] == maps
     assert loc.shape == (1, model.spec.num_priors, 4) and conf.shape == (1, model.spec.num_priors, 3)
     assert model.priors.shape == (model.spec.num_priors, 4)
 

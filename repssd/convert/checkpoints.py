@@ -164,11 +164,12 @@ def _load_state(model: nn.Module, state: StateDict, fmt: str, path: str | Path) 
 
 
 def config_beside(path: Path) -> dict:
-    """The training config saved with a checkpoint: ``DIR/config.json`` for ``DIR/checkpoints/x.pth``
-    or ``DIR/x.pth``; empty when there is none."""
-    for folder in (path.parent, path.parent.parent):
-        config = folder / "config.json"
-        if config.is_file():
+    """The config saved with a checkpoint: ``FILE.json`` beside ``FILE.pth`` (imported weights),
+    else the training run's ``DIR/config.json`` for ``DIR/checkpoints/x.pth`` or ``DIR/x.pth``;
+    empty when there is none."""
+    path = Path(path)
+    for config in (path.with_suffix(".json"), path.parent / "config.json", path.parent.parent / "config.json"):
+        if config.is_file() and config != path:
             try:
                 data = json.loads(config.read_text())
             except (OSError, ValueError) as err:
@@ -183,15 +184,16 @@ def config_beside(path: Path) -> dict:
 def load_model(path: str | Path, name: str | None = None, spec: str | None = None, **options) -> tuple[nn.Module, dict]:
     """Build the model a weights file is for and load it.
 
-    The architecture is ``name``, else the ``model`` of the training config saved beside the
-    checkpoint, else ``ssd300_vgg16`` for ssd.pytorch and torchvision weights; the number of
+    The architecture is ``name``, else the ``model`` of the config saved beside the checkpoint
+    (see :func:`config_beside`), else ``ssd300_vgg16`` for ssd.pytorch and torchvision weights;
+    the input size is the config's ``image_size`` (or ``options["image_size"]``); the number of
     classes is read off the classification head.
 
     Returns:
         (model in eval mode, the training config beside the checkpoint or ``{}``).
     """
-    from .models import MODELS, build_model
-    from .priors import get_spec
+    from ..models import MODELS, build_model
+    from ..priors import get_spec
 
     path = Path(path)
     state, fmt = read_weights(path)
@@ -205,6 +207,8 @@ def load_model(path: str | Path, name: str | None = None, spec: str | None = Non
         raise WeightsError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     spec = spec or config.get("prior_spec") or ("ssd300_torchvision" if fmt == "torchvision" else MODELS[name][1])
     options = {**config.get("model_options", {}), **options}
+    if config.get("image_size") and "image_size" not in options:
+        options["image_size"] = config["image_size"]
     num_classes = infer_num_classes(state, get_spec(spec).boxes_per_location)
     names = config.get("class_names")
     if isinstance(names, list) and len(names) != num_classes - 1:  # labels would be named wrong or not at all
@@ -242,8 +246,8 @@ def infer_num_classes(state_dict: StateDict, boxes_per_location: tuple[int, ...]
 def from_torchvision(state_dict: StateDict) -> nn.Module:
     """A repssd ``ssd300_vgg16`` with ``ssd300_torchvision`` priors (torchvision's
     DefaultBoxGenerator) holding the weights of a torchvision ``ssd300_vgg16`` ``state_dict``."""
-    from .models import build_model
-    from .priors import get_spec
+    from ..models import build_model
+    from ..priors import get_spec
 
     state, fmt = convert_state_dict(state_dict)
     if fmt != "torchvision":

@@ -1,0 +1,56 @@
+"""``python -m repssd.convert tf-graph FILE.pb --out FILE.pth``: write a repssd checkpoint and, beside
+it, ``FILE.json`` (model, class names, input size, the graph's post-processing), which
+``detect.py``, ``eval.py`` and ``train.py --weights`` read."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .checkpoints import WeightsError
+from .tf_graph import convert_graph
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m repssd.convert", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    tf = commands.add_parser("tf-graph", help="a TF Object Detection API SSDLite-MobileNetV2 frozen graph")
+    tf.add_argument("graph", type=Path, help="frozen_inference_graph.pb")
+    tf.add_argument("--out", type=Path, required=True, help="checkpoint to write (FILE.pth; FILE.json beside it)")
+    names = tf.add_mutually_exclusive_group()
+    names.add_argument("--labels", help="class names, comma-separated (background excluded), e.g. person")
+    names.add_argument("--label-map", type=Path, help="a TF label map (.pbtxt, e.g. mscoco_label_map.pbtxt) "
+                       "or a file of names, one per line")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        if opts.label_map is not None and not opts.label_map.is_file():
+            raise WeightsError(f"{opts.label_map}: no such label map")
+        labels = opts.label_map.read_text() if opts.label_map is not None else opts.labels
+        state, config = convert_graph(opts.graph, labels)
+        if opts.out.suffix != ".pth":
+            raise WeightsError(f"{opts.out}: the checkpoint name must end in .pth")
+        if opts.out.parent.exists() and not opts.out.parent.is_dir():
+            raise WeightsError(f"{opts.out.parent}: not a folder")
+        opts.out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": state, "config": config}, opts.out)
+        opts.out.with_suffix(".json").write_text(json.dumps(config, indent=1))
+    except (WeightsError, OSError) as err:
+        print(f"repssd.convert: {err}", file=sys.stderr)
+        return 2
+    post = config["postprocess"]
+    print(f"{opts.graph} -> {opts.out} ({config['model']}, {len(config['class_names'])} classes: "
+          f"{', '.join(config['class_names'][:5])}{' ...' if len(config['class_names']) > 5 else ''}; "
+          f"{config['source']['tensors']} tensors; {post['score']} scores, NMS {post['nms_thresh']}, "
+          f"{post['top_k']} detections)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

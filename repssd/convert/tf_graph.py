@@ -1,0 +1,222 @@
+"""Import a TF Object Detection API SSDLite + MobileNetV2 frozen graph (``frozen_inference_graph.pb``)
+into repssd's ``ssdlite_mbv2_tf``, without TensorFlow: the GraphDef is parsed with the compiled
+protos ``tensorboard`` ships, its ``Const`` tensors are read by name, every weight is mapped (none
+missing, none left over), and the post-processing the graph runs is read off it too.
+
+Layout changes on the way: conv kernels HWIO -> OIHW, depthwise HWI1 -> I1HW, and the box
+predictor's channels (ty, tx, th, tw) per anchor -> repssd's (tx, ty, tw, th). TF's box coder
+scale factors (10, 10, 5, 5) are repssd's variances (0.1, 0.2).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..models import build_model
+from ..models.mobilenet_tf import EXTRA_LAYERS, MBV2_BLOCKS
+from .checkpoints import WeightsError
+
+__all__ = ["TFGraphError", "read_graph", "convert_graph", "tf_names", "GRAPH_DEFAULTS"]
+
+WEIGHT_SUFFIXES = ("weights", "depthwise_weights", "biases", "gamma", "beta", "moving_mean", "moving_variance")
+BN_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+# what the TF OD API's ssdlite_mobilenet_v2 configs use where a graph does not say
+GRAPH_DEFAULTS = {"score": "sigmoid", "nms_thresh": 0.6, "conf_thresh": 1e-8, "top_k": 100, "image_size": [300, 300]}
+_NMS = "Postprocessor/BatchMultiClassNonMaxSuppression/map/while/MultiClassNonMaxSuppression/"
+
+
+class TFGraphError(WeightsError):
+    """A file that is not a readable frozen graph of the supported layout."""
+
+
+class Graph:
+    """A parsed GraphDef: its float/int ``Const`` tensors by node name, and its op types."""
+
+    def __init__(self, path: Path, constants: dict[str, np.ndarray], ops: dict[str, str]) -> None:
+        self.path, self.constants, self.ops = path, constants, ops
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The trainable tensors (convolution kernels, biases, BatchNorm parameters)."""
+        return {k: v for k, v in self.constants.items() if k.rsplit("/", 1)[-1] in WEIGHT_SUFFIXES}
+
+    def scalar(self, name: str, default):
+        value = self.constants.get(name)
+        return value.item() if value is not None and value.size == 1 else default
+
+
+def read_graph(path: str | Path) -> Graph:
+    """Parse a frozen GraphDef -> :class:`Graph`; :class:`TFGraphError` naming the file if it is
+    missing, truncated or not a graph."""
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto import graph_pb2
+    from tensorboard.util import tensor_util
+
+    path = Path(path)
+    if not path.is_file():
+        raise TFGraphError(f"{path}: no such graph file")
+    graph = graph_pb2.GraphDef()
+    try:
+        graph.ParseFromString(path.read_bytes())
+    except (DecodeError, RuntimeError, ValueError) as err:
+        raise TFGraphError(f"{path}: not a TensorFlow GraphDef, or truncated ({type(err).__name__}: {err})") from None
+    constants, ops = {}, {}
+    for node in graph.node:
+        ops[node.name] = node.op
+        if node.op == "Const" and "value" in node.attr:
+            try:
+                constants[node.name] = tensor_util.make_ndarray(node.attr["value"].tensor)
+            except (TypeError, ValueError):  # string constants and the like
+                continue
+    if not ops:
+        raise TFGraphError(f"{path}: not a TensorFlow GraphDef (no nodes)")
+    return Graph(path, constants, ops)
+
+
+def _block_name(index: int) -> str:
+    return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
+
+
+def tf_names(num_sources: int = 6) -> list[tuple[str, str, str]]:
+    """(TF scope, repssd module prefix, kind) of every conv/BN pair of ``ssdlite_mbv2_tf``;
+    kind is ``conv``, ``depthwise`` or ``head`` (1x1 conv with bias, no BatchNorm)."""
+    fe = "FeatureExtractor/MobilenetV2/"
+    pairs = [(fe + "Conv", "backbone.conv", "conv")]
+    index = 0
+    for expansion, _, repeats, _ in MBV2_BLOCKS:
+        for _ in range(repeats):
+            scope, prefix = fe + _block_name(index), f"backbone.blocks.{index}"
+            if expansion != 1:
+                pairs.append((scope + "/expand", prefix + ".expand", "conv"))
+            pairs += [(scope + "/depthwise", prefix + ".depthwise", "depthwise"),
+                      (scope + "/project", prefix + ".project", "conv")]
+            index += 1
+    pairs.append((fe + "Conv_1", "backbone.conv_1", "conv"))
+    for k, (mid, oup) in enumerate(EXTRA_LAYERS):
+        layer = k + 2
+        pairs += [(f"{fe}layer_19_1_Conv2d_{layer}_1x1_{mid}", f"extras.{k}.0", "conv"),
+                  (f"{fe}layer_19_2_Conv2d_{layer}_3x3_s2_{oup}_depthwise", f"extras.{k}.1", "depthwise"),
+                  (f"{fe}layer_19_2_Conv2d_{layer}_3x3_s2_{oup}", f"extras.{k}.2", "conv")]
+    for i in range(num_sources):
+        for tf_part, part in (("BoxEncodingPredictor", "loc"), ("ClassPredictor", "conf")):
+            pairs += [(f"BoxPredictor_{i}/{tf_part}_depthwise", f"head.{part}.{i}.0", "depthwise"),
+                      (f"BoxPredictor_{i}/{tf_part}", f"head.{part}.{i}.1", "head")]
+    return pairs
+
+
+def _kernel(value: np.ndarray, depthwise: bool) -> Tensor:
+    """TF HWIO (depthwise: HW I 1) -> torch OIHW (depthwise: I 1 H W)."""
+    return torch.from_numpy(np.ascontiguousarray(value.transpose(2, 3, 0, 1) if depthwise else value.transpose(3, 2, 0, 1)))
+
+
+def _box_order(anchors: int) -> list[int]:
+    """Output channels (ty, tx, th, tw) per anchor -> (tx, ty, tw, th)."""
+    return [4 * a + k for a in range(anchors) for k in (1, 0, 3, 2)]
+
+
+def map_weights(graph: Graph) -> dict[str, Tensor]:
+    """The graph's weights under repssd key names; raises naming missing or left-over tensors."""
+    weights = graph.weights()
+    used, state, missing = set(), {}, []
+
+    def take(name: str):
+        if name not in weights:
+            missing.append(name)
+            return None
+        used.add(name)
+        return weights[name]
+
+    for scope, prefix, kind in tf_names():
+        kernel = take(f"{scope}/{'depthwise_weights' if kind == 'depthwise' else 'weights'}")
+        if kernel is not None:
+            state[f"{prefix}.weight" if kind == "head" else f"{prefix}.0.weight"] = _kernel(kernel, kind == "depthwise")
+        if kind == "head":
+            bias = take(f"{scope}/biases")
+            if bias is not None:
+                state[f"{prefix}.bias"] = torch.from_numpy(bias.copy())
+            continue
+        for tf_key, key in BN_KEYS.items():
+            value = take(f"{scope}/BatchNorm/{tf_key}")
+            if value is not None:
+                state[f"{prefix}.1.{key}"] = torch.from_numpy(value.copy())
+    left = sorted(set(weights) - used)
+    if missing or left:
+        parts = [f"{label} ({len(items)}): {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                 for label, items in (("missing tensors", missing), ("tensors left over", left)) if items]
+        raise TFGraphError(f"{graph.path}: not the SSDLite + MobileNetV2 layout of ssdlite_mbv2_tf: {'; '.join(parts)}")
+    for key in [k for k in state if re.fullmatch(r"head\.loc\.\d+\.1\.(weight|bias)", k)]:  # the 1x1 convs
+        state[key] = state[key][_box_order(state[key].shape[0] // 4)]
+    return state
+
+
+def postprocessing(graph: Graph) -> dict:
+    """Score function, NMS IoU, score threshold and detections per image the graph runs, and its
+    input size; values the graph does not hold fall back to :data:`GRAPH_DEFAULTS`."""
+    scales = [graph.scalar(f"Postprocessor/Decode/truediv{s}/y", None) for s in ("", "_1", "_2", "_3")]
+    if all(v is not None for v in scales) and scales != [10.0, 10.0, 5.0, 5.0]:
+        raise TFGraphError(f"{graph.path}: box coder scale factors {scales}; repssd's coder uses (10, 10, 5, 5)")
+    score = "sigmoid" if graph.ops.get("Postprocessor/convert_scores") == "Sigmoid" else (
+        "softmax" if graph.ops.get("Postprocessor/convert_scores") == "Softmax" else GRAPH_DEFAULTS["score"])
+    if graph.scalar("Postprocessor/scale_logits/y", 1.0) != 1.0:
+        raise TFGraphError(f"{graph.path}: logit scale {graph.scalar('Postprocessor/scale_logits/y', 1.0)} "
+                           "(repssd scores unscaled logits)")
+    size = graph.constants.get("Preprocessor/map/while/ResizeImage/stack")
+    height, width = (int(v) for v in size) if size is not None and size.size == 2 else GRAPH_DEFAULTS["image_size"]
+    return {"score": score,
+            "nms_thresh": round(float(graph.scalar(_NMS + "non_max_suppression/iou_threshold",
+                                                   GRAPH_DEFAULTS["nms_thresh"])), 6),
+            "conf_thresh": float(graph.scalar(_NMS + "non_max_suppression/score_threshold",
+                                              GRAPH_DEFAULTS["conf_thresh"])),
+            "top_k": int(graph.scalar(_NMS + "Minimum_1/x", GRAPH_DEFAULTS["top_k"])),
+            "candidates": None, "clip": "after", "image_size": [width, height]}
+
+
+def _num_classes(graph: Graph) -> int:
+    """C (background included) from the first class predictor and the first map's 3 anchors."""
+    bias = graph.constants.get("BoxPredictor_0/ClassPredictor/biases")
+    if bias is None or bias.ndim != 1 or bias.shape[0] % 3:
+        raise TFGraphError(f"{graph.path}: no BoxPredictor_0/ClassPredictor/biases with 3 anchors' class columns: "
+                           "not a TF Object Detection API SSD graph")
+    return bias.shape[0] // 3
+
+
+def read_labels(text: str, num_classes: int) -> list[str]:
+    """Class names for labels 1..C-1 from a TF label map (``item { id: 1 display_name: "person" }``)
+    or a plain list (one name per line, background excluded)."""
+    if "item" in text and "id" in text:
+        ids = {int(m[1]): m[2] or m[3] for m in re.finditer(
+            r"item\s*\{[^}]*?id:\s*(\d+)[^}]*?(?:display_name:\s*[\"']([^\"']*)[\"']|name:\s*[\"']([^\"']*)[\"'])",
+            text, flags=re.S)}
+        return [ids.get(k, f"class{k}") for k in range(1, num_classes)]
+    names = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+    if len(names) != num_classes - 1:
+        raise TFGraphError(f"{len(names)} class names given, but the graph has {num_classes - 1} classes")
+    return names
+
+
+def convert_graph(path: str | Path, labels: str | None = None) -> tuple[dict[str, Tensor], dict]:
+    """Read a frozen graph -> (state_dict of ``ssdlite_mbv2_tf``, the config to save beside it)."""
+    graph = read_graph(path)
+    num_classes = _num_classes(graph)
+    state = map_weights(graph)
+    post = postprocessing(graph)
+    image_size = post.pop("image_size")
+    model = build_model("ssdlite_mbv2_tf", num_classes, image_size=tuple(image_size))
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise TFGraphError(f"{graph.path}: tensor shapes do not fit ssdlite_mbv2_tf "
+                           f"({str(err).strip().splitlines()[-1].strip()})") from None
+    unfilled = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")] + result.unexpected_keys
+    if unfilled:
+        raise TFGraphError(f"{graph.path}: the mapping leaves {', '.join(unfilled[:4])} unfilled")
+    full = model.state_dict()  # BatchNorm's num_batches_tracked counters come from the model
+    names = read_labels(labels, num_classes) if labels is not None else [f"class{k}" for k in range(1, num_classes)]
+    config = {"model": "ssdlite_mbv2_tf", "class_names": names, "image_size": list(image_size), "postprocess": post,
+              "source": {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                         "format": "TF Object Detection API frozen graph", "tensors": len(graph.weights())}}
+    return full, config
