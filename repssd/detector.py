@@ -32,9 +32,9 @@ class Detector:
         self.detect_options = detect_options
 
     def _batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """HxWx3 uint8 RGB arrays -> ``Tensor[B, 3, S, S]`` uint8, resized to the model input the
+        """HxWx3 uint8 RGB arrays -> ``Tensor[B, 3, H, W]`` uint8, resized to the model input the
         way the training and test transforms resize."""
-        size = self.model.image_size
+        size = self.model.input_size
         resized = []
         for i, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:

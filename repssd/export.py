@@ -96,14 +96,14 @@ def export_onnx(model: nn.Module, path: str | Path, nms: bool = False, opset: in
     """Write ``model`` as ONNX to ``path`` (dynamic batch); see the module docstring for I/O."""
     path = Path(path)
     module = ExportModule(model.cpu(), nms=nms, **nms_options)
-    size = model.image_size
+    width, height = model.input_size
     outputs = ["boxes", "scores"] + (["selected"] if nms else [])
     dynamic = {"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
     if nms:
         dynamic["selected"] = {0: "detections"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
-        torch.onnx.export(module, (torch.zeros(2, 3, size, size),), str(path), dynamo=False, opset_version=opset,
+        torch.onnx.export(module, (torch.zeros(2, 3, height, width),), str(path), dynamo=False, opset_version=opset,
                           input_names=["images"], output_names=outputs, dynamic_axes=dynamic)
     return path
 

@@ -21,9 +21,22 @@ from torchvision.ops import batched_nms
 from .boxes import box_iou
 from .coder import VARIANCES, decode
 
-__all__ = ["Detections", "detect", "METHODS", "SCORES"]
+__all__ = ["Detections", "detect", "METHODS", "SCORES", "DEFAULTS", "postprocess_options"]
 
 METHODS = ("nms", "soft-linear", "soft-gaussian")
+# detect()'s keyword defaults for repssd's own models; a model imported from another framework
+# saves its own in its config (``"postprocess"``), e.g. sigmoid scores, NMS 0.6, 100 per image
+DEFAULTS = {"score": "softmax", "conf_thresh": 0.01, "nms_thresh": 0.45, "top_k": 200, "candidates": 400, "clip": True}
+
+
+def postprocess_options(config: dict | None = None, **flags) -> dict:
+    """:func:`detect` keywords: :data:`DEFAULTS`, over them a checkpoint config's
+    ``"postprocess"``, over that every flag that is not None."""
+    options = dict(DEFAULTS)
+    saved = (config or {}).get("postprocess") or {}
+    options.update({k: v for k, v in saved.items() if k in DEFAULTS or k == "method"})
+    options.update({k: v for k, v in flags.items() if v is not None})
+    return options
 
 
 @dataclass

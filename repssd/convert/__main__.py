@@ -4,14 +4,11 @@ it, ``FILE.json`` (model, class names, input size, the graph's post-processing),
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import torch
-
 from .checkpoints import WeightsError
-from .tf_graph import convert_graph
+from .tf_graph import convert_graph, write_checkpoint
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,14 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         if opts.label_map is not None and not opts.label_map.is_file():
             raise WeightsError(f"{opts.label_map}: no such label map")
         labels = opts.label_map.read_text() if opts.label_map is not None else opts.labels
-        state, config = convert_graph(opts.graph, labels)
-        if opts.out.suffix != ".pth":
+        if opts.out.suffix != ".pth":  # before the work
             raise WeightsError(f"{opts.out}: the checkpoint name must end in .pth")
-        if opts.out.parent.exists() and not opts.out.parent.is_dir():
-            raise WeightsError(f"{opts.out.parent}: not a folder")
-        opts.out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": state, "config": config}, opts.out)
-        opts.out.with_suffix(".json").write_text(json.dumps(config, indent=1))
+        state, config = convert_graph(opts.graph, labels)
+        write_checkpoint(state, config, opts.out)
     except (WeightsError, OSError) as err:
         print(f"repssd.convert: {err}", file=sys.stderr)
         return 2

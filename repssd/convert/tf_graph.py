@@ -10,6 +10,7 @@ scale factors (10, 10, 5, 5) are repssd's variances (0.1, 0.2).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ..models import build_model
 from ..models.mobilenet_tf import EXTRA_LAYERS, MBV2_BLOCKS
 from .checkpoints import WeightsError
 
-__all__ = ["TFGraphError", "read_graph", "convert_graph", "tf_names", "GRAPH_DEFAULTS"]
+__all__ = ["TFGraphError", "read_graph", "convert_graph", "write_checkpoint", "tf_names", "GRAPH_DEFAULTS"]
 
 WEIGHT_SUFFIXES = ("weights", "depthwise_weights", "biases", "gamma", "beta", "moving_mean", "moving_variance")
 BN_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -220,3 +221,17 @@ def convert_graph(path: str | Path, labels: str | None = None) -> tuple[dict[str
               "source": {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
                          "format": "TF Object Detection API frozen graph", "tensors": len(graph.weights())}}
     return full, config
+
+
+def write_checkpoint(state: dict[str, Tensor], config: dict, out: str | Path) -> Path:
+    """Save ``{"model": state, "config": config}`` to ``out`` (``.pth``) and ``config`` to the
+    ``.json`` beside it, which :func:`~repssd.convert.load_model` reads."""
+    out = Path(out)
+    if out.suffix != ".pth":
+        raise WeightsError(f"{out}: the checkpoint name must end in .pth")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise WeightsError(f"{out.parent}: not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state, "config": config}, out)
+    out.with_suffix(".json").write_text(json.dumps(config, indent=1))
+    return out

@@ -13,7 +13,8 @@ crop's per-trial Python loop), so the same semantics are implemented here on uin
 a vectorised crop sampler and one affine warp for all the geometry (benchmarks/bench_data.py).
 
 Both transforms take ``(image HxWx3 uint8 RGB array, target)`` and return
-``(Tensor[3, S, S] uint8, target)`` with ``boxes`` normalised to [0, 1]; the model's own
+``(Tensor[3, H, W] uint8, target)`` with ``boxes`` normalised to [0, 1] (``size``: ``S`` for
+S x S, or ``(W, H)``); the model's own
 ``preprocess`` normalises the pixels later, on its device. Boxes narrower or lower than
 ``min_size`` output pixels are dropped with their labels and flags; images without boxes pass
 through. Randomness comes from torch's generator (one draw per image seeds a NumPy generator),
@@ -35,12 +36,20 @@ FLAG_KEYS = ("labels", "difficult", "ignore")  # per-box entries that follow the
 CROP_OPTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # minimum IoU; 0: any patch; 1: the whole image
 
 
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """``image`` to ``size`` x ``size``: area averaging when shrinking (antialiased), bilinear when
-    enlarging. Training, evaluation and ``Detector`` all resize through here."""
+def _wh(size: int | Sequence[int]) -> tuple[int, int]:
+    """``S`` or ``(W, H)`` -> ``(W, H)``."""
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def resize(image: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
+    """``image`` to ``size`` (``S`` x ``S``, or ``(W, H)``): area averaging when shrinking
+    (antialiased), bilinear when enlarging. Training, evaluation and ``Detector`` all resize
+    through here. (TF Object Detection API graphs resize with plain bilinear interpolation,
+    which aliases when shrinking a photo several times.)"""
+    out_w, out_h = _wh(size)
     height, width = image.shape[:2]
-    shrink = width > size or height > size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    shrink = width > out_w or height > out_h
+    return cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def photometric_distort(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -121,7 +130,7 @@ class SSDTrainTransform:
     """The SSD training augmentation.
 
     Args:
-        size: S, the network input side.
+        size: the network input, ``S`` (S x S) or ``(W, H)``.
         mean: RGB fill of the zoom-out canvas, the model's mean (VGG: 123, 117, 104;
             MobileNet: 127), so that it normalises to about 0.
         min_size: boxes narrower or lower than this many output pixels are dropped.
@@ -134,11 +143,11 @@ class SSDTrainTransform:
     downscale of the source where the map shrinks more than 2x, against aliasing).
     """
 
-    def __init__(self, size: int = 300, mean: Sequence[float] = (123.0, 117.0, 104.0), min_size: float = 1.0,
-                 zoom_out: float = 4.0) -> None:
+    def __init__(self, size: int | Sequence[int] = 300, mean: Sequence[float] = (123.0, 117.0, 104.0),
+                 min_size: float = 1.0, zoom_out: float = 4.0) -> None:
         if zoom_out < 1.0:
             raise ValueError(f"zoom_out must be >= 1, got {zoom_out}")
-        self.size, self.min_size, self.zoom_out = size, min_size, zoom_out
+        self.size, self.min_size, self.zoom_out = _wh(size), min_size, zoom_out
         self.mean = tuple(float(round(m)) for m in mean)
 
     def __call__(self, image: np.ndarray, target: dict) -> tuple[Tensor, dict]:
@@ -161,9 +170,10 @@ class SSDTrainTransform:
                 region = np.array(patch, dtype=float)
         flip = rng.random() < 0.5
         out_image, boxes = self._render(image, boxes, region, offset, flip)
-        boxes = np.concatenate([boxes[:, :2].clip(0, self.size), boxes[:, 2:].clip(0, self.size)], axis=1)
+        limit = np.tile(np.asarray(self.size, dtype=np.float64), 2)  # [W, H, W, H]
+        boxes = boxes.clip(0, limit)
         keep &= ((boxes[:, 2:] - boxes[:, :2]) >= self.min_size).all(axis=1)
-        return _to_tensor(out_image), _keep(target, keep, boxes / self.size)
+        return _to_tensor(out_image), _keep(target, keep, boxes / limit)
 
     def _crop(self, boxes: np.ndarray, width: int, height: int, rng) -> tuple[tuple | None, np.ndarray]:
         """torchvision's RandomIoUCrop loop: options until one yields a patch; (None, all kept)
@@ -181,8 +191,9 @@ class SSDTrainTransform:
 
     def _render(self, image: np.ndarray, boxes: np.ndarray, region: np.ndarray, offset: np.ndarray,
                 flip: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Map canvas ``region`` (xyxy) onto the S x S output; returns (output, boxes in output px)."""
-        scale = self.size / (region[2:] - region[:2])  # output px per canvas px, (x, y)
+        """Map canvas ``region`` (xyxy) onto the W x H output; returns (output, boxes in output px)."""
+        out_w, out_h = self.size
+        scale = np.array([out_w, out_h], dtype=np.float64) / (region[2:] - region[:2])  # output px per canvas px, (x, y)
         source, source_scale = image, 1.0
         if scale.min() < 0.5:  # area-downscale first so the bilinear warp never skips pixels
             source_scale = 2.0 * scale.min()
@@ -191,23 +202,23 @@ class SSDTrainTransform:
         a = scale / source_scale
         b = (offset - region[:2]) * scale
         if flip:
-            a, b = a * [-1, 1], b * [-1, 1] + [self.size, 0]
+            a, b = a * [-1, 1], b * [-1, 1] + [out_w, 0]
         # cv2 maps pixel centres: out + 0.5 = a * (src + 0.5) + b
         matrix = np.array([[a[0], 0, b[0] + 0.5 * a[0] - 0.5], [0, a[1], b[1] + 0.5 * a[1] - 0.5]])
-        out = cv2.warpAffine(source, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR,
+        out = cv2.warpAffine(source, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=self.mean)
         mapped = (boxes - np.tile(region[:2], 2)) * np.tile(scale, 2)
         if flip:
-            mapped = np.stack([self.size - mapped[:, 2], mapped[:, 1], self.size - mapped[:, 0], mapped[:, 3]], axis=1)
+            mapped = np.stack([out_w - mapped[:, 2], mapped[:, 1], out_w - mapped[:, 0], mapped[:, 3]], axis=1)
         return out, mapped.reshape(-1, 4)
 
 
 class SSDTestTransform:
-    """Resize to ``size`` x ``size`` (see :func:`resize`); boxes normalised to [0, 1], none
-    dropped (a resize keeps the positive area the loaders checked)."""
+    """Resize to ``size`` (``S`` or ``(W, H)``, see :func:`resize`); boxes normalised to [0, 1],
+    none dropped (a resize keeps the positive area the loaders checked)."""
 
-    def __init__(self, size: int = 300) -> None:
-        self.size = size
+    def __init__(self, size: int | Sequence[int] = 300) -> None:
+        self.size = _wh(size)
 
     def __call__(self, image: np.ndarray, target: dict) -> tuple[Tensor, dict]:
         height, width = image.shape[:2]

