@@ -177,3 +177,60 @@ def test_device_equals_cpu(device):
     for a, b in zip(cpu, dev):
         torch.testing.assert_close(a.scores, b.scores.cpu())
         assert torch.equal(a.labels, b.labels.cpu())
+
+
+# ----------------------------------------------------------------------------- TF-style options
+def _single(boxes_xyxy, scores):
+    """loc/conf/priors that decode to exactly ``boxes_xyxy`` (zero offsets on priors = boxes), one
+    class whose sigmoid score is ``scores``."""
+    boxes = torch.tensor(boxes_xyxy, dtype=torch.float64)
+    priors = torch.cat([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], 1)
+    logits = torch.logit(torch.tensor(scores, dtype=torch.float64))
+    conf = torch.stack([torch.zeros_like(logits), logits], 1)[None]
+    return torch.zeros(1, len(scores), 4, dtype=torch.float64), conf, priors
+
+
+def test_sigmoid_scores_are_each_columns_own():
+    loc, conf, priors = _single([[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.9, 0.9]], [0.9, 0.2])
+    conf[0, :, 0] = 5.0  # a large background logit: softmax would squash the class, sigmoid ignores it
+    det = detect(loc, conf, priors, score="sigmoid", conf_thresh=0.0)[0]
+    torch.testing.assert_close(det.scores, torch.tensor([0.9, 0.2], dtype=torch.float64))
+    soft = detect(loc, conf, priors, score="softmax", conf_thresh=0.0)[0]
+    assert soft.scores[0] < 0.1  # sigmoid(logit(0.9) - 5)
+    with pytest.raises(ValueError, match="unknown score function"):
+        detect(loc, conf, priors, score="probit")
+
+
+def test_clip_after_nms_is_tensorflows_order():
+    # A reaches far past the left edge; unclipped its IoU with B is 0.3 (B kept), clipped 1.0 (B gone).
+    # C lies wholly outside the image: it takes part in NMS (suppressing D) but is dropped after.
+    boxes = [[-0.4, 0.2, 0.2, 0.4], [0.0, 0.2, 0.2, 0.4], [1.1, 0.5, 1.3, 0.7], [1.0, 0.5, 1.25, 0.7]]
+    loc, conf, priors = _single(boxes, [0.9, 0.8, 0.7, 0.6])
+    after = detect(loc, conf, priors, score="sigmoid", nms_thresh=0.6, clip="after", candidates=None)[0]
+    torch.testing.assert_close(after.scores, torch.tensor([0.9, 0.8], dtype=torch.float64))
+    torch.testing.assert_close(after.boxes, torch.tensor([[0.0, 0.2, 0.2, 0.4], [0.0, 0.2, 0.2, 0.4]],
+                                                         dtype=torch.float64))
+    before = detect(loc, conf, priors, score="sigmoid", nms_thresh=0.6, clip=True)[0]
+    assert before.scores.tolist()[:1] == [pytest.approx(0.9)] and 0.8 not in [round(s, 6) for s in before.scores.tolist()]
+    with pytest.raises(ValueError, match="clip must be"):
+        detect(loc, conf, priors, clip="sometimes")
+
+
+def test_candidates_none_lets_every_prior_into_nms():
+    # 450 disjoint tiny boxes: torchvision's 400 candidates per class would cut the last 50
+    side = 0.04
+    boxes = [[(i % 25) * side, (i // 25) * side, (i % 25) * side + side * 0.5, (i // 25) * side + side * 0.5]
+             for i in range(450)]
+    loc, conf, priors = _single(boxes, torch.linspace(0.9, 0.5, 450).tolist())
+    assert len(detect(loc, conf, priors, score="sigmoid", top_k=500, candidates=400)[0]) == 400
+    assert len(detect(loc, conf, priors, score="sigmoid", top_k=500, candidates=None)[0]) == 450
+
+
+def test_postprocess_options_layers_defaults_config_and_flags():
+    from repssd.postprocess import DEFAULTS, postprocess_options
+
+    assert postprocess_options() == DEFAULTS
+    saved = {"postprocess": {"score": "sigmoid", "nms_thresh": 0.6, "top_k": 100, "unknown": 1}}
+    assert postprocess_options(saved) == {**DEFAULTS, "score": "sigmoid", "nms_thresh": 0.6, "top_k": 100}
+    assert postprocess_options(saved, nms_thresh=0.5, top_k=None)["nms_thresh"] == 0.5
+    assert postprocess_options(saved, top_k=None)["top_k"] == 100

@@ -128,3 +128,47 @@ def test_boxes_per_location_is_derived():
     assert get_spec("ssd300_voc").boxes_per_location == (4, 6, 6, 6, 4, 4)
     assert get_spec("ssd512_voc").boxes_per_location == (4, 6, 6, 6, 6, 4, 4)
     assert get_spec("mobilenet_ssd300").boxes_per_location == (6,) * 6
+
+
+# ----------------------------------------------------------------------------- TF's grid anchors
+def test_grid_anchors_equal_tensorflows():
+    """The anchors the original TF graph computes (tests/fixtures/make_tf_reference.py)."""
+    from pathlib import Path
+
+    import numpy as np
+    anchors = np.load(Path(__file__).parent / "fixtures" / "tf_ssdlite_reference.npz")["astronaut/anchors"]
+    ymin, xmin, ymax, xmax = anchors.T
+    tf_cxcywh = torch.from_numpy(np.stack([(xmin + xmax) / 2, (ymin + ymax) / 2, xmax - xmin, ymax - ymin], 1))
+    torch.testing.assert_close(generate_priors("tf_ssd_anchors"), tf_cxcywh, rtol=0, atol=1e-6)
+
+
+def test_grid_anchor_shapes_by_hand():
+    spec = get_spec("tf_ssd_anchors")
+    priors = generate_priors(spec)
+    assert spec.boxes_per_location == (3, 6, 6, 6, 6, 6) and priors.shape == (1917, 4)
+    r2 = math.sqrt(2)
+    # first cell of the 19x19 map: (0.1, 1:1), (0.2, 2:1), (0.2, 1:2), centred at 0.5 / 19
+    c = 0.5 / 19
+    torch.testing.assert_close(priors[:3], torch.tensor([[c, c, 0.1, 0.1], [c, c, 0.2 * r2, 0.2 / r2],
+                                                         [c, c, 0.2 / r2, 0.2 * r2]]))
+    last = priors[-6:]  # the 1x1 map: scale 0.95, ratios 1, 2, 0.5, 3, 0.3333, then sqrt(0.95 * 1) at 1:1
+    torch.testing.assert_close(last[:, :2], torch.full((6, 2), 0.5))
+    r3, r03 = math.sqrt(3), math.sqrt(0.3333)
+    torch.testing.assert_close(last[:, 2:], torch.tensor([[0.95, 0.95], [0.95 * r2, 0.95 / r2], [0.95 / r2, 0.95 * r2],
+                                                          [0.95 * r3, 0.95 / r3], [0.95 * r03, 0.95 / r03],
+                                                          [math.sqrt(0.95)] * 2]))
+    # the second map's scale: 0.2 + 0.75 / 5
+    first_of_second = priors[19 * 19 * 3]
+    torch.testing.assert_close(first_of_second, torch.tensor([0.05, 0.05, 0.35, 0.35]))
+
+
+def test_grid_anchors_on_a_non_square_input_stay_square_in_pixels():
+    spec = get_spec("tf_ssd_anchors").with_input_size(640, 384).with_feature_maps(((24, 40), (12, 20), (6, 10),
+                                                                                  (3, 5), (2, 3), (1, 2)))
+    priors = generate_priors(spec)
+    assert priors.shape == (spec.num_priors, 4) == (3 * 24 * 40 + 6 * (240 + 60 + 15 + 6 + 2), 4)
+    square = priors[0]  # (0.1, 1:1) of the first cell: 0.1 of the shorter side (384 px) each way
+    torch.testing.assert_close(square[2:] * torch.tensor([640.0, 384.0]), torch.tensor([38.4, 38.4]))
+    torch.testing.assert_close(square[:2], torch.tensor([0.5 / 40, 0.5 / 24]))  # x from 40 columns, y from 24 rows
+    second_cell = priors[3]  # next column, same row
+    torch.testing.assert_close(second_cell[:2], torch.tensor([1.5 / 40, 0.5 / 24]))

@@ -119,35 +119,31 @@ def _box_order(anchors: int) -> list[int]:
     return [4 * a + k for a in range(anchors) for k in (1, 0, 3, 2)]
 
 
-def map_weights(graph: Graph) -> dict[str, Tensor]:
-    """The graph's weights under repssd key names; raises naming missing or left-over tensors."""
+def map_weights(graph: Graph, expected: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The graph's weights under repssd key names, checked against ``expected`` (the model's
+    state_dict); raises naming, by their TF names, the tensors missing, left over or mis-shaped."""
     weights = graph.weights()
-    used, state, missing = set(), {}, []
-
-    def take(name: str):
-        if name not in weights:
-            missing.append(name)
-            return None
-        used.add(name)
-        return weights[name]
-
+    pairs = []  # (TF name, repssd key, depthwise kernel?)
     for scope, prefix, kind in tf_names():
-        kernel = take(f"{scope}/{'depthwise_weights' if kind == 'depthwise' else 'weights'}")
-        if kernel is not None:
-            state[f"{prefix}.weight" if kind == "head" else f"{prefix}.0.weight"] = _kernel(kernel, kind == "depthwise")
-        if kind == "head":
-            bias = take(f"{scope}/biases")
-            if bias is not None:
-                state[f"{prefix}.bias"] = torch.from_numpy(bias.copy())
+        head = kind == "head"
+        pairs.append((f"{scope}/{'depthwise_weights' if kind == 'depthwise' else 'weights'}",
+                      f"{prefix}.weight" if head else f"{prefix}.0.weight", kind == "depthwise"))
+        pairs += ([(f"{scope}/biases", f"{prefix}.bias", False)] if head else
+                  [(f"{scope}/BatchNorm/{tf_key}", f"{prefix}.1.{key}", False) for tf_key, key in BN_KEYS.items()])
+    missing = [name for name, _, _ in pairs if name not in weights]
+    left = sorted(set(weights) - {name for name, _, _ in pairs})
+    state, shapes = {}, []
+    for name, key, depthwise in pairs:
+        if name not in weights:
             continue
-        for tf_key, key in BN_KEYS.items():
-            value = take(f"{scope}/BatchNorm/{tf_key}")
-            if value is not None:
-                state[f"{prefix}.1.{key}"] = torch.from_numpy(value.copy())
-    left = sorted(set(weights) - used)
-    if missing or left:
+        value = weights[name]
+        state[key] = _kernel(value, depthwise) if value.ndim == 4 else torch.from_numpy(value.copy())
+        if state[key].shape != expected[key].shape:
+            shapes.append(f"{name} {tuple(value.shape)}")
+    if missing or left or shapes:
         parts = [f"{label} ({len(items)}): {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
-                 for label, items in (("missing tensors", missing), ("tensors left over", left)) if items]
+                 for label, items in (("missing tensors", missing), ("tensors left over", left),
+                                      ("tensors of other shapes", shapes)) if items]
         raise TFGraphError(f"{graph.path}: not the SSDLite + MobileNetV2 layout of ssdlite_mbv2_tf: {'; '.join(parts)}")
     for key in [k for k in state if re.fullmatch(r"head\.loc\.\d+\.1\.(weight|bias)", k)]:  # the 1x1 convs
         state[key] = state[key][_box_order(state[key].shape[0] // 4)]
@@ -203,18 +199,13 @@ def convert_graph(path: str | Path, labels: str | None = None) -> tuple[dict[str
     """Read a frozen graph -> (state_dict of ``ssdlite_mbv2_tf``, the config to save beside it)."""
     graph = read_graph(path)
     num_classes = _num_classes(graph)
-    state = map_weights(graph)
     post = postprocessing(graph)
     image_size = post.pop("image_size")
     model = build_model("ssdlite_mbv2_tf", num_classes, image_size=tuple(image_size))
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:
-        raise TFGraphError(f"{graph.path}: tensor shapes do not fit ssdlite_mbv2_tf "
-                           f"({str(err).strip().splitlines()[-1].strip()})") from None
+    result = model.load_state_dict(map_weights(graph, model.state_dict()), strict=False)
     unfilled = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")] + result.unexpected_keys
-    if unfilled:
-        raise TFGraphError(f"{graph.path}: the mapping leaves {', '.join(unfilled[:4])} unfilled")
+    if unfilled:  # a mapping bug, not a user error
+        raise AssertionError(f"the TF mapping leaves {', '.join(unfilled[:4])} unfilled")
     full = model.state_dict()  # BatchNorm's num_batches_tracked counters come from the model
     names = read_labels(labels, num_classes) if labels is not None else [f"class{k}" for k in range(1, num_classes)]
     config = {"model": "ssdlite_mbv2_tf", "class_names": names, "image_size": list(image_size), "postprocess": post,

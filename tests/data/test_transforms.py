@@ -66,14 +66,20 @@ def test_test_transform_resizes_and_normalises_exactly():
     out_image, out = SSDTestTransform(size=300)(image, target)
     assert out_image.shape == (3, 300, 300)
     torch.testing.assert_close(out["boxes"], torch.tensor([[0.1, 0.1, 0.5, 0.6]]))
+    out_image, out = SSDTestTransform(size=(640, 384))(image, target)
+    assert out_image.shape == (3, 384, 640)
+    torch.testing.assert_close(out["boxes"], torch.tensor([[0.1, 0.1, 0.5, 0.6]]))
 
 
-def test_boxes_follow_the_pixels_through_zoom_crop_flip_and_resize():
-    """A white rectangle on black: after every augmentation its box must frame the white pixels."""
+@pytest.mark.parametrize("size", [96, (112, 64)])
+def test_boxes_follow_the_pixels_through_zoom_crop_flip_and_resize(size):
+    """A white rectangle on black: after every augmentation its box must frame the white pixels
+    (square and non-square outputs, (W, H))."""
     image = np.zeros((120, 160, 3), np.uint8)
     image[30:90, 40:100] = 255
     target = {"boxes": torch.tensor([[40.0, 30.0, 100.0, 90.0]]), "labels": torch.tensor([1])}
-    transform = SSDTrainTransform(size=96, mean=(0, 0, 0))
+    transform = SSDTrainTransform(size=size, mean=(0, 0, 0))
+    width, height = (size, size) if isinstance(size, int) else size
     checked = 0
     for seed in range(60):
         torch.manual_seed(seed)
@@ -83,7 +89,9 @@ def test_boxes_follow_the_pixels_through_zoom_crop_flip_and_resize():
         white = out_image.max(0).values > 100
         ys, xs = torch.nonzero(white, as_tuple=True)
         found = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
-        torch.testing.assert_close(out["boxes"][0] * 96, found, atol=2.0, rtol=0)
+        assert out_image.shape == (3, height, width)
+        torch.testing.assert_close(out["boxes"][0] * torch.tensor([width, height, width, height]), found,
+                                   atol=2.0, rtol=0)
         checked += 1
     assert checked > 40
 
