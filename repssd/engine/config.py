@@ -70,6 +70,9 @@ class TrainConfig:
     base_weights: str | None = _opt(None, "start from a base net, e.g. vgg16_reducedfc.pth", "init")
     freeze: str = _opt("none", "none | base | all-but-heads", "init", choices=("none", "base", "all-but-heads"))
     freeze_iters: int = _opt(0, "iterations to keep --freeze (0: the whole run)", "init")
+    freeze_bn: bool = _opt(False, "keep every BatchNorm layer's statistics fixed (eval mode), e.g. to fine-tune a "
+                           "pretrained model with small batches; the frozen parts of --freeze always keep theirs",
+                           "init")
     # * Run
     output_dir: str = _opt("runs/train", "where checkpoints, logs and plots go", "run")
     seed: int = _opt(0, "random seed (data order, augmentation, initialisation)", "run")

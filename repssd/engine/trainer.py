@@ -151,9 +151,19 @@ class Trainer:
         return {**postprocess_options({"postprocess": saved}), "score": "softmax"} if saved else postprocess_options()
 
     def _set_frozen(self, freeze: str) -> None:
-        frozen = {"none": (), "base": ("backbone",), "all-but-heads": ("backbone", "extras")}[freeze]
+        self._frozen = {"none": (), "base": ("backbone",), "all-but-heads": ("backbone", "extras")}[freeze]
         for name, param in self.model.named_parameters():
-            param.requires_grad_(name.split(".")[0] not in frozen)
+            param.requires_grad_(name.split(".")[0] not in self._frozen)
+        self._train_mode()
+
+    def _train_mode(self) -> None:
+        """Training mode, except BatchNorm layers in frozen parts (``--freeze``), or all of them with
+        ``--freeze-bn``: they keep their statistics (eval mode), as a frozen part should."""
+        self.model.train()
+        for name, module in self.model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+                    self.config.freeze_bn or name.split(".")[0] in self._frozen):
+                module.eval()
 
     def _build_optimizer(self) -> None:
         c = self.config
@@ -351,7 +361,7 @@ class Trainer:
 
     def _loop(self, files: FileLogger | None, vis: VisdomLogger | None, stop: int) -> dict:
         c = self.config
-        self.model.train()
+        self._train_mode()
         record: dict = {}
         bar = tqdm(total=self.max_iter, initial=self.iteration, desc="train", unit="it", disable=not self.dist.is_main)
         window_start, window_images = time.perf_counter(), 0
@@ -395,7 +405,7 @@ class Trainer:
             vis.show_detections(self._drawn_examples(detections, dataset),
                                 f"iteration {self.iteration}: mAP {report['map']:.4f}, crowd mAP {crowd_text}; "
                                 "detections scoring 0.3 or more")
-        self.model.train()
+        self._train_mode()
         return metrics
 
     def _drawn_examples(self, detections: list[dict], dataset: Dataset, count: int = 4) -> list:

@@ -115,7 +115,7 @@ def test_weights_load_exactly_and_freeze_keeps_the_frozen_parameters(tiny_data, 
     t.fit()
     trained = saved_state(tmp_path / "checkpoints" / "last.pth")
     parameters = [name for name, _ in t.model.named_parameters()]
-    for name in parameters:
+    for name in trained:  # parameters and BatchNorm statistics: a frozen part keeps both
         if name.split(".")[0] in frozen:
             assert torch.equal(trained[name], weights[name]), name  # bit for bit the checkpoint's
     for part in {"backbone", "extras", "head"} - set(frozen):
@@ -226,3 +226,12 @@ def test_an_image_size_the_model_cannot_take_is_one_line_and_status_2(tiny_data,
     assert not (tmp_path / "run").exists()  # refused before anything was written
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         Trainer(parse_config(argv))
+
+
+def test_freeze_bn_keeps_every_batchnorm_statistic(tiny_data, pretrained, tmp_path):
+    weights = saved_state(pretrained["same"])
+    trainer(tiny_data, tmp_path, pretrained["same"], "--max-iter", "2", "--lr", "0.01", "--freeze-bn").fit()
+    trained = saved_state(tmp_path / "checkpoints" / "last.pth")
+    statistics = [k for k in trained if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert statistics and all(torch.equal(trained[k], weights[k]) for k in statistics)
+    assert not torch.equal(trained["backbone.conv.1.weight"], weights["backbone.conv.1.weight"])  # still trained
