@@ -3,8 +3,11 @@ evaluated, compared with the baseline.
 
     python -m experiments.ablation --config experiments/synthetic_sweep.yaml [--output-dir DIR] [--stage select|final]
 
-A config names ``cells`` (``name: {loss, loss_options, loss_weights, loss_warmup, ignore_regions}``;
-a plain list ``specs`` of loss specs also works), ``seeds``, the shared ``train`` options and, for
+A config names ``cells`` (``name: {loss, ...}``: a loss spec and any other training options
+that differ between cells, e.g. ``loss_options``, ``loss_weights``, ``freeze_bn``; with
+``no_training: true`` a cell scores the ``train.weights`` it would start from, as they are: the
+pretrained baseline of a fine-tuning study; a plain list ``specs`` of loss specs also works),
+``seeds``, the shared ``train`` options and, for
 the synthetic set, how to ``generate`` it when missing (into ``generate.root``, default
 ``train.data_root``). Every run lives in ``OUTPUT/<cell>/seed<k>``
 and is resumed if interrupted, skipped if finished; its evaluation on a split is cached as
@@ -48,7 +51,7 @@ from .report import compare_final, markdown, plot, select_finalists, summarise
 
 __all__ = ["load_ablation", "run_one", "evaluate_run", "main"]
 
-CELL_KEYS = ("loss", "loss_options", "loss_weights", "loss_warmup", "ignore_regions")
+RESERVED = ("seed", "output_dir", "resume", "eval_at_end")  # the runner sets these per run
 
 
 def load_ablation(path: Path) -> dict:
@@ -66,9 +69,13 @@ def load_ablation(path: Path) -> dict:
         raise ConfigError(f"{path}: unknown training option(s) {', '.join(unknown)}")
     cells = config.get("cells") or {spec: {"loss": spec} for spec in config["specs"]}
     for name, cell in cells.items():
-        if not isinstance(cell, dict) or not cell.get("loss") or set(cell) - set(CELL_KEYS):
-            raise ConfigError(f"{path}: cell {name!r} must be a mapping with 'loss' and optionally "
-                              f"{', '.join(CELL_KEYS[1:])}")
+        if not isinstance(cell, dict) or not cell.get("loss") or set(cell) - (known | {"no_training"}) \
+                or set(cell) & set(RESERVED):
+            raise ConfigError(f"{path}: cell {name!r} must be a mapping with 'loss' and optionally other training "
+                              f"options (not {', '.join(RESERVED)}) or no_training")
+        if cell.get("no_training") and not {**config["train"], **cell}.get("weights"):
+            raise ConfigError(f"{path}: cell {name!r} has no_training but no weights to score")
+        cell = {k: v for k, v in cell.items() if k != "no_training"}
         try:
             build_criterion(cell["loss"], parse_weights(str(cell.get("loss_weights", ""))),
                             warmup=int(cell.get("loss_warmup", 0)),
@@ -97,8 +104,9 @@ def run_one(config: dict, cell: str, seed: int, out: Path, train: dict):
     from repssd.engine.trainer import Trainer
 
     folder = run_dir(out, cell, seed)
-    train = TrainConfig(**{**train, **config["cells"][cell], "seed": seed, "output_dir": str(folder),
-                           "resume": "auto", "eval_at_end": False})
+    options = {k: v for k, v in config["cells"][cell].items() if k != "no_training"}
+    train = TrainConfig(**{**train, **options, "seed": seed, "output_dir": str(folder), "resume": "auto",
+                           "eval_at_end": False})
     train.validate()
     if (folder / "checkpoints" / "last.pth").exists() and (folder / "done").exists():
         return None
@@ -115,15 +123,11 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     done = folder / f"metrics_{split}.json"
     if done.exists():
         return json.loads(done.read_text())
-    trainer = run_one(config, cell, seed, out, train)
-    if trainer is None:
-        from repssd.convert import load_model
-        model, _ = load_model(folder / "checkpoints" / "last.pth")
-    else:
-        model = trainer.model
+    model, post = _trained_model(config, cell, seed, out, train)
     dataset = open_dataset(train.get("dataset", "synthetic"), train.get("data_root", "data/synthetic"), split,
                            SSDTestTransform(model.input_size))
-    detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0, progress=False)
+    detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0, progress=False,
+                                 **post)
     ground_truth = ground_truth_of(dataset)
     crowd_iou = config.get("crowd_iou", 0.1)
     evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True, crowd_iou=crowd_iou)
@@ -138,6 +142,26 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
                "num_images": report["num_images"], "iterations": int((folder / "done").read_text())}
     done.write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def _trained_model(config: dict, cell: str, seed: int, out: Path, train: dict):
+    """(the run's model, its post-processing options): trained (or resumed) here, read back when
+    it had finished before, or the starting weights themselves for a ``no_training`` cell."""
+    from repssd.convert import load_model
+    from repssd.postprocess import postprocess_options
+
+    folder = run_dir(out, cell, seed)
+    options = {**train, **config["cells"][cell]}
+    if options.get("no_training"):
+        folder.mkdir(parents=True, exist_ok=True)
+        model, saved = load_model(options["weights"], options.get("model"))
+        (folder / "done").write_text("0\n")
+        return model, postprocess_options(saved)
+    trainer = run_one(config, cell, seed, out, train)
+    if trainer is None:
+        model, saved = load_model(folder / "checkpoints" / "last.pth")
+        return model, postprocess_options(saved)
+    return trainer.model, trainer.postprocess
 
 
 def load_outcomes(out: Path, cell: str, seed: int, split: str) -> dict[str, Outcomes]:

@@ -48,9 +48,10 @@ def summarise(runs: list[dict], cells: list[str], config: dict) -> dict:
 
 def select_finalists(config: dict, table: dict) -> list[str]:
     """The baseline plus the configured finalists, or, for each loss spec in ``finalist_specs``
-    (default: every spec but the baseline's), its ``num_finalists`` best cells by crowd mAP among
-    those whose mAP is within one standard deviation of the baseline's (or above). Finalists
-    are chosen per spec because each spec's defaults (its terms' options) are chosen from them."""
+    (default: every spec but the baseline's), its ``num_finalists`` best cells by crowd mAP (or the
+    config's ``select_by`` metric) among those whose mAP is within one standard deviation of the
+    baseline's (or above). Finalists are chosen per spec because each spec's defaults (its terms'
+    options) are chosen from them."""
     baseline = config["baseline"]
     chosen = config.get("finalists", "auto")
     if chosen != "auto":
@@ -61,7 +62,7 @@ def select_finalists(config: dict, table: dict) -> list[str]:
     finalists = [baseline]
     for spec in specs:
         eligible = [c for c in table if c != baseline and table[c]["loss"] == spec and table[c]["map"]["mean"] >= floor]
-        eligible.sort(key=lambda c: table[c]["crowd_map"]["mean"], reverse=True)
+        eligible.sort(key=lambda c: table[c][config.get("select_by", "crowd_map")]["mean"], reverse=True)
         finalists += eligible[:config.get("num_finalists", 1)]
     return finalists
 
