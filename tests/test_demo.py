@@ -122,6 +122,28 @@ def test_published_results_rebuild_the_tables_without_checkpoints(sweep_dir, tmp
     assert not list((tmp_path / "pub").rglob("*.pth"))
 
 
+def test_a_fine_tuning_study_scores_its_starting_weights_untrained(ablation_dir, data, tmp_path):
+    """A no_training cell scores train.weights as they are; other cells may set training options."""
+    start = ablation_dir / "multibox" / "seed0"
+    config = yaml.safe_load((ablation_dir / "tiny.yaml").read_text())
+    config.pop("specs")
+    config.update(seeds=[0], baseline="pretrained",
+                  cells={"pretrained": {"loss": "multibox", "no_training": True},
+                         "finetune_fbn": {"loss": "multibox", "freeze_bn": True}})
+    config["train"]["weights"] = str(start / "checkpoints" / "last.pth")
+    path = tmp_path / "finetune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert ablation.main(["--config", str(path), "--output-dir", str(tmp_path / "out")]) == 0
+    pretrained = json.loads((tmp_path / "out/pretrained/seed0/metrics_test.json").read_text())
+    assert pretrained["iterations"] == 0 and not (tmp_path / "out/pretrained/seed0/checkpoints").exists()
+    assert pretrained["map"] == json.loads((start / "metrics_test.json").read_text())["map"]  # the same model
+    tuned = json.loads((tmp_path / "out/finetune_fbn/seed0/config.json").read_text())
+    assert tuned["freeze_bn"] is True and tuned["weights"] == config["train"]["weights"]
+    path.write_text(yaml.safe_dump({**config, "cells": {"a": {"loss": "multibox", "no_training": True}},
+                                    "train": {**config["train"], "weights": None}}))
+    assert ablation.main(["--config", str(path)]) == 2
+
+
 def test_bad_ablation_config_is_one_clear_error(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("specs: [multibox]\ntrain: {lerning_rate: 1}\n")
