@@ -112,8 +112,9 @@ def detect(loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, conf_thresh: float 
 def _hard_nms(boxes: Tensor, out_boxes: Tensor, probs: Tensor, conf_thresh: float, nms_thresh: float, top_k: int,
               candidates: int, dropped: Tensor | None = None) -> list[Detections]:
     """Greedy NMS per image and class on ``boxes``, exact, on the few candidates that can reach
-    the output; survivors are reported with ``out_boxes`` (their clipped form), except those
-    ``dropped`` (``Tensor[B, P]`` bool) after NMS.
+    the output; survivors are reported with ``out_boxes`` (their clipped form). With ``dropped``
+    (``Tensor[B, P]`` bool), TF's order: NMS keeps at most ``top_k`` per class, then the dropped
+    boxes go, then ``top_k`` per image.
 
     Greedy NMS decides a box by the boxes that score higher only, so running it on the M best
     candidates of an image decides those M exactly; once top_k of them survive, no lower one
@@ -132,6 +133,7 @@ def _hard_nms(boxes: Tensor, out_boxes: Tensor, probs: Tensor, conf_thresh: floa
         prior = torch.div(index[image, slot], num_labels, rounding_mode="floor")
         keep = batched_nms(boxes[image, prior], scores[image, slot], group, nms_thresh)  # best first
         if dropped is not None:
+            keep = keep[_rank_in_group(group[keep], batch * num_labels) < top_k]
             keep = keep[~dropped[image[keep], prior[keep]]]
         kept = torch.bincount(image[keep], minlength=batch)
         # An image is settled when top_k survived or its M-th candidate is below the threshold.
@@ -140,6 +142,15 @@ def _hard_nms(boxes: Tensor, out_boxes: Tensor, probs: Tensor, conf_thresh: floa
         size = flat.shape[1]
     return _split(out_boxes[image, prior][keep], scores[image, slot][keep], cls[image, slot][keep] + 1,
                   image[keep], batch, top_k)
+
+
+def _rank_in_group(group: Tensor, num_groups: int) -> Tensor:
+    """``group (Tensor[N])`` of entries in score order -> each entry's rank within its group."""
+    order = group.argsort(stable=True)  # by group, score order within each
+    counts = torch.bincount(group, minlength=num_groups)
+    rank = torch.empty_like(group)
+    rank[order] = torch.arange(group.shape[0], device=group.device) - (counts.cumsum(0) - counts)[group[order]]
+    return rank
 
 
 def _rank_in_class(cls: Tensor, num_labels: int) -> Tensor:

@@ -234,3 +234,14 @@ def test_postprocess_options_layers_defaults_config_and_flags():
     assert postprocess_options(saved) == {**DEFAULTS, "score": "sigmoid", "nms_thresh": 0.6, "top_k": 100}
     assert postprocess_options(saved, nms_thresh=0.5, top_k=None)["nms_thresh"] == 0.5
     assert postprocess_options(saved, top_k=None)["top_k"] == 100
+
+
+def test_clip_after_caps_each_class_before_dropping_empty_boxes():
+    # TF's order: NMS keeps top_k per class (A and the out-of-image B), B is dropped, then top_k per
+    # image: C, the third survivor, never comes back
+    boxes = [[0.1, 0.1, 0.2, 0.2], [1.2, 0.1, 1.3, 0.2], [0.5, 0.5, 0.6, 0.6]]
+    loc, conf, priors = _single(boxes, [0.9, 0.8, 0.7])
+    after = detect(loc, conf, priors, score="sigmoid", top_k=2, clip="after", candidates=None)[0]
+    torch.testing.assert_close(after.scores, torch.tensor([0.9], dtype=torch.float64))
+    before = detect(loc, conf, priors, score="sigmoid", top_k=2, clip=True)[0]
+    assert len(before) == 2  # clipped first, B is a zero-area box that stays (torchvision keeps them)
