@@ -1,4 +1,5 @@
-"""Inference speed: repssd SSD300 vs torchvision ssd300_vgg16, and onnxruntime vs eager PyTorch.
+"""Inference speed: repssd SSD300 vs torchvision ssd300_vgg16, onnxruntime vs eager PyTorch, and
+the TF SSDLite-MobileNetV2 person detector in repssd vs OpenCV dnn and onnxruntime.
 
     python benchmarks/bench_inference.py [--batch 8] [--repeats 5] [--threads N]
         [--sections ssd300 onnx tf-graph] [--graph frozen_inference_graph.pb] [--tf-batches 1 8]
@@ -10,13 +11,15 @@
    ``preprocess + model + detect`` against torchvision's ``model(images)``.
 3. The exported ONNX graph (normalise, network, softmax, decode) in onnxruntime against the
    same graph in eager PyTorch, for ssd300_vgg16 and mb2_ssdlite.
-4. ``--sections tf-graph``: a real network, the TF Object Detection API SSDLite-MobileNetV2 person
+4. (section ``tf-graph``) A real network, the TF Object Detection API SSDLite-MobileNetV2 person
    detector, at batch 1 and 8 (``--tf-batches``), network only (normalised input -> raw head
    outputs; post-processing is not timed), one thread count for every library:
 
    - repssd's import of it (``weights/ssdlite_mbv2_person.pth``, ``--tf-weights``) in eager
-     PyTorch (inference mode): as loaded, with BatchNorm folded (``repssd.models.fuse``), and
-     folded + channels_last (the NCHW -> NHWC copy of the input is timed too);
+     PyTorch (inference mode): as loaded; with BatchNorm folded (``fuse_conv_bn``); folded +
+     channels_last (the NCHW -> NHWC copy of the input is timed too); and ``for_inference``
+     (folded + channels_last + TF SAME padding by a cropped symmetric convolution instead of
+     ``F.pad``), all from ``repssd.models.fuse``;
    - the frozen graph itself in OpenCV dnn. OpenCV does not load the whole TF OD API graph
      without a .pbtxt (its anchor generator and post-processor fail to import), so the graph is
      cut to what the network is: the ``FeatureExtractor`` input (after the graph's own
@@ -35,6 +38,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -51,7 +55,7 @@ from common import median_times  # noqa: E402
 from repssd.convert import from_torchvision  # noqa: E402
 from repssd.export import ExportModule, export_onnx  # noqa: E402
 from repssd.models import build_model  # noqa: E402
-from repssd.models.fuse import fuse_conv_bn  # noqa: E402
+from repssd.models.fuse import for_inference, fuse_conv_bn  # noqa: E402
 from repssd.postprocess import detect  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,10 +180,12 @@ def bench_tf_graph(opts) -> None:
     pb, looked = find_graph(opts.graph)
     missing = [what for what, path in (("weights", opts.tf_weights), ("frozen graph", pb))
                if path is None or not Path(path).is_file()]
+    if importlib.util.find_spec("cv2") is None:
+        missing.append("OpenCV (pip install opencv-python-headless)")
     if missing:
         print(f"\n{title}: skipped, no {' and no '.join(missing)} "
-              f"(weights: {opts.tf_weights}; graph: {looked}). Convert one with "
-              "`python -m repssd.convert tf-graph`, pass --graph/--tf-weights or set $" + GRAPH_ENV + ".")
+              f"(weights: {opts.tf_weights}; graph: {looked}). `python -m repssd.weights` (make weights) fetches "
+              f"the graph into ~/.cache/repssd and converts it; or pass --graph/--tf-weights, or set ${GRAPH_ENV}.")
         return
     import cv2
     from repssd.convert import load_model
@@ -188,6 +194,7 @@ def bench_tf_graph(opts) -> None:
     model.eval()
     fused = fuse_conv_bn(model)
     fused_cl = fuse_conv_bn(model).to(memory_format=torch.channels_last)
+    fast = for_inference(model)
     num_sources = len(model.head.loc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # OpenCV's importer and the TorchScript exporter both talk
@@ -217,6 +224,7 @@ def bench_tf_graph(opts) -> None:
         with torch.inference_mode():
             loc, conf = model(x)
             for name, (l, c) in (("fused", fused(x)), ("fused+channels_last", fused_cl(x.contiguous(memory_format=cl))),
+                                 ("for_inference", fast(x.contiguous(memory_format=cl))),
                                  ("onnxruntime", map(torch.from_numpy, session.run(None, {"x": xn})))):
                 torch.testing.assert_close(l, loc, rtol=1e-4, atol=1e-4, msg=lambda m: f"{name} loc: {m}")
                 torch.testing.assert_close(c, conf, rtol=1e-4, atol=1e-4, msg=lambda m: f"{name} conf: {m}")
@@ -230,6 +238,7 @@ def bench_tf_graph(opts) -> None:
             times = median_times({"repssd PyTorch": lambda: model(x),
                                   "repssd fused BN": lambda: fused(x),
                                   "repssd fused BN + channels_last": lambda: fused_cl(x.contiguous(memory_format=cl)),
+                                  "repssd for_inference": lambda: fast(x.contiguous(memory_format=cl)),
                                   "OpenCV dnn (frozen graph)": lambda: opencv(xn),
                                   "onnxruntime (repssd ONNX)": lambda: session.run(None, {"x": xn})},
                                  repeats=opts.repeats)
@@ -242,8 +251,9 @@ def bench_tf_graph(opts) -> None:
                       for r in results.values())
         print(f"  {name:34s}{row}")
     for batch, r in results.items():
-        print(f"  batch {batch}: fused BN {r['repssd fused BN'] / r['repssd PyTorch']:.2f}x, fused BN + channels_last "
-              f"{r['repssd fused BN + channels_last'] / r['repssd PyTorch']:.2f}x the speed of the model as loaded")
+        print(f"  batch {batch}, speed vs the model as loaded: fused BN {r['repssd fused BN'] / r['repssd PyTorch']:.2f}x, "
+              f"+ channels_last {r['repssd fused BN + channels_last'] / r['repssd PyTorch']:.2f}x, "
+              f"for_inference {r['repssd for_inference'] / r['repssd PyTorch']:.2f}x")
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ def summarise(runs: list[dict], cells: list[str], config: dict) -> dict:
     for cell, mine in by_cell.items():
         if not mine:
             continue
-        row = {"seeds": sorted(mine), **{k: config["cells"][cell].get(k, "") for k in ("loss", "loss_options",
-                                                                                       "loss_weights", "loss_warmup",
-                                                                                       "ignore_regions")}}
+        shown = ("loss", "loss_options", "loss_weights", "loss_warmup", "ignore_regions")
+        row = {"seeds": sorted(mine), **{k: config["cells"][cell].get(k, "") for k in shown},
+               "other": {k: v for k, v in config["cells"][cell].items() if k not in shown}}
         for key in METRICS:
             row[key] = _mean_std([r[key] for r in mine.values()])
         if all("person_ji" in r for r in mine.values()):  # runs scored before JI was recorded lack it
@@ -100,6 +100,8 @@ def _stage_table(stage: dict, baseline: str) -> list[str]:
                             for k in ("loss_options", "loss_weights", "loss_warmup") if row.get(k))
         if row.get("ignore_regions") is False:
             options = ", ".join(filter(None, [options, "no ignore regions"]))
+        other = ", ".join(k if v is True else f"{k} {v}" for k, v in row.get("other", {}).items())
+        options = ", ".join(filter(None, [options, other]))
         paired = row.get("paired")
         deltas = [_diff(paired[k]) if paired else "—" for k in ("map", "crowd_map")]
         lines.append(f"| {cell}{' (baseline)' if cell == baseline else ''} | {row['loss']} | {options or '—'} | "
