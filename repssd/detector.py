@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .data.transforms import resize
+from .models.fuse import for_inference
 from .postprocess import Detections, detect
 
 __all__ = ["Detector"]
@@ -20,14 +21,19 @@ class Detector:
         model: a repssd :class:`~repssd.models.SSD`; put in eval mode on ``device``.
         device: where to run (default: the model's device).
         batch_size: images per forward pass.
+        fast: run a :func:`~repssd.models.fuse.for_inference` copy (BatchNorm folded into the
+            convolutions, channels_last; the same outputs to about 1e-5, 2-3x faster on CPU for
+            MobileNets); ``model`` itself is left as it is.
         detect_options: passed to :func:`repssd.postprocess.detect` (``conf_thresh``,
             ``nms_thresh``, ``top_k``, ``method``, ...).
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str | None = None, batch_size: int = 8,
-                 **detect_options) -> None:
+                 fast: bool = True, **detect_options) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
+        if fast:
+            self.model = for_inference(self.model)
         self.batch_size = batch_size
         self.detect_options = detect_options
 
