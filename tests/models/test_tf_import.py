@@ -176,33 +176,29 @@ def reference_inputs() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def person_model():
-    return load_model(WEIGHTS)
+def person_run():
+    """(the converted model's loc, conf on the reference inputs, its priors, its config, TF's outputs)."""
+    model, config = load_model(WEIGHTS)
+    x = torch.from_numpy(np.stack(list(reference_inputs().values()))).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        loc, conf = model(model.preprocess(x))
+    return loc, conf, model.priors, config, np.load(FIXTURES / "tf_ssdlite_reference.npz")
 
 
 @needs_weights
-def test_heads_equal_tensorflows(person_model):
-    model, _ = person_model
-    reference = np.load(FIXTURES / "tf_ssdlite_reference.npz")
-    images = reference_inputs()
-    x = torch.from_numpy(np.stack(list(images.values()))).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        loc, conf = model(model.preprocess(x))
-    for i, name in enumerate(images):
+def test_heads_equal_tensorflows(person_run):
+    loc, conf, _, _, reference = person_run
+    for i, name in enumerate(reference_inputs()):
         tf_loc = torch.from_numpy(reference[f"{name}/box_encodings"][:, [1, 0, 3, 2]])  # (ty, tx, th, tw) -> x first
         torch.testing.assert_close(loc[i], tf_loc, rtol=0, atol=1e-4)
         torch.testing.assert_close(conf[i], torch.from_numpy(reference[f"{name}/class_logits"]), rtol=0, atol=1e-4)
 
 
 @needs_weights
-def test_detections_equal_tensorflows(person_model):
-    model, config = person_model
-    reference = np.load(FIXTURES / "tf_ssdlite_reference.npz")
-    images = reference_inputs()
-    x = torch.from_numpy(np.stack(list(images.values()))).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        detections = detect(*model(model.preprocess(x)), model.priors, **postprocess_options(config))
-    for det, name in zip(detections, images):
+def test_detections_equal_tensorflows(person_run):
+    loc, conf, priors, config, reference = person_run
+    detections = detect(loc, conf, priors, **postprocess_options(config))
+    for det, name in zip(detections, reference_inputs()):
         count = int(reference[f"{name}/num_detections"])
         assert len(det) == count == 100
         torch.testing.assert_close(det.scores, torch.from_numpy(reference[f"{name}/detection_scores"][:count]),
