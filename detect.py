@@ -21,7 +21,7 @@ from repssd.data import VOC_CLASSES
 from repssd.detector import Detector
 from repssd.inputs import InputError, Source, expand_inputs, read_image_rgb, video_frames
 from repssd.options import POSITIVE, bad_device, bad_option, bad_output
-from repssd.models import MODELS
+from repssd.models import MODELS, size_option
 from repssd.postprocess import METHODS, SCORES, Detections, postprocess_options
 from repssd.visualize import draw_detections, label_name
 
@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, video files or camera indices")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint or weights file (.pth)")
     parser.add_argument("--model", choices=list(MODELS), help="architecture (default: from the training config)")
+    parser.add_argument("--image-size", help="network input, S or WIDTHxHEIGHT (ssdlite_mbv2_tf; default: the "
+                        "checkpoint config's)")
+    parser.add_argument("--anchor-reference", type=float, help="ssdlite_mbv2_tf: anchor sizes as on a shorter side "
+                        "of this many px (e.g. 300) at any --image-size")
     parser.add_argument("--labels", type=Path, help="class names, one per line, background excluded")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/detect"))
     parser.add_argument("--conf-thresh", type=float, default=0.3, help="minimum score to keep and draw")
@@ -128,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detect.py: {problem}", file=sys.stderr)
         return 2
     try:
-        model, config = load_model(opts.weights, opts.model)
+        model, config = load_model(opts.weights, opts.model, **size_option(opts.image_size, opts.anchor_reference))
         names = class_names(opts, config, model.num_classes)
-    except (WeightsError, InputError) as err:
+    except (WeightsError, InputError, ValueError) as err:
         print(f"detect.py: {err}", file=sys.stderr)
         return 2
     sources, errors = expand_inputs(opts.inputs)

@@ -22,7 +22,7 @@ from repssd.data import DatasetError, SSDTestTransform
 from repssd.data.factory import DATASET_KINDS, class_names, open_dataset
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
 from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
-from repssd.models import MODELS
+from repssd.models import MODELS, size_option
 from repssd.options import NON_NEGATIVE, POSITIVE, bad_device, bad_option
 from repssd.postprocess import SCORES, postprocess_options
 
@@ -32,6 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_argument_group("what to evaluate")
     source.add_argument("--weights", type=Path, help="checkpoint or weights file")
     source.add_argument("--model", choices=list(MODELS), help="architecture (default: the training config's)")
+    source.add_argument("--image-size", help="network input, S or WIDTHxHEIGHT (ssdlite_mbv2_tf; default: the "
+                        "checkpoint config's)")
+    source.add_argument("--anchor-reference", type=float, help="ssdlite_mbv2_tf: anchor sizes as on a shorter side "
+                        "of this many px (e.g. 300) at any --image-size")
     source.add_argument("--detections", type=Path, help="re-score a detections.json instead of running a model")
     data = parser.add_argument_group("data (defaults: the training config beside the checkpoint)")
     data.add_argument("--dataset", choices=list(DATASET_KINDS))
@@ -81,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = None
         if opts.detections is None:
-            model, config = load_model(opts.weights, opts.model)
+            model, config = load_model(opts.weights, opts.model, **size_option(opts.image_size, opts.anchor_reference))
         size = model.input_size if model is not None else 300
         dataset = open_dataset(kind, root, split, transform=SSDTestTransform(size))
-    except (WeightsError, DatasetError) as err:
+    except (WeightsError, DatasetError, ValueError) as err:
         return fail(str(err))
     names = class_names(dataset)
     ground_truth = ground_truth_of(dataset)

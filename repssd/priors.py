@@ -91,6 +91,9 @@ class GridAnchorSpec:
     Attributes:
         image_size: (width, height) of the network input.
         feature_maps: (height, width) of every source map at that input.
+        reference_size: scales are relative to a shorter side of this many pixels instead of the
+            input's own (None, TF's rule), so the anchors keep their pixel sizes at other input
+            sizes: what a network trained at 300 px expects of its receptive fields.
     """
 
     name: str
@@ -102,6 +105,7 @@ class GridAnchorSpec:
     interpolated_scale_aspect_ratio: float = 1.0
     reduce_boxes_in_lowest_layer: bool = True
     clip: str = "none"
+    reference_size: float | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -191,7 +195,7 @@ def _cell_shapes(spec: PriorSpec, k: int) -> np.ndarray:
 def _generate_grid(spec: GridAnchorSpec) -> np.ndarray:
     """All anchors of a :class:`GridAnchorSpec` as ``float64 [P, 4]`` cxcywh."""
     width, height = spec.input_size
-    short = min(width, height)
+    short = spec.reference_size or min(width, height)  # pixels that scale 1.0 stands for
     maps = []
     for k, (rows, cols) in enumerate(spec.feature_maps):
         shapes = np.asarray(spec.box_shapes(k), dtype=np.float64)  # [A, 2] (scale, aspect ratio)

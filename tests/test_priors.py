@@ -172,3 +172,19 @@ def test_grid_anchors_on_a_non_square_input_stay_square_in_pixels():
     torch.testing.assert_close(square[:2], torch.tensor([0.5 / 40, 0.5 / 24]))  # x from 40 columns, y from 24 rows
     second_cell = priors[3]  # next column, same row
     torch.testing.assert_close(second_cell[:2], torch.tensor([1.5 / 40, 0.5 / 24]))
+
+
+def test_anchor_reference_keeps_pixel_sizes_at_other_inputs():
+    from repssd.models import build_model, size_option
+
+    native = build_model("ssdlite_mbv2_tf", 2)
+    same = build_model("ssdlite_mbv2_tf", 2, anchor_reference=300)
+    assert torch.equal(native.priors, same.priors)  # at 300 px the reference is the input itself
+    big = build_model("ssdlite_mbv2_tf", 2, image_size=600, anchor_reference=300)
+    relative = build_model("ssdlite_mbv2_tf", 2, image_size=600)
+    # first box of the first map: 0.1 of 300 px = 30 px either way with the reference, 60 px without
+    torch.testing.assert_close(big.priors[0, 2:] * 600, torch.tensor([30.0, 30.0]))
+    torch.testing.assert_close(relative.priors[0, 2:] * 600, torch.tensor([60.0, 60.0]))
+    torch.testing.assert_close(big.priors[:, :2], relative.priors[:, :2])  # same centres
+    assert size_option("640x384", 300) == {"image_size": (640, 384), "anchor_reference": 300}
+    assert size_option(None) == {}

@@ -46,6 +46,7 @@ class Graph:
         return {k: v for k, v in self.constants.items() if k.rsplit("/", 1)[-1] in WEIGHT_SUFFIXES}
 
     def scalar(self, name: str, default):
+        """The one-element constant ``name`` as a Python number, or ``default`` if the graph lacks it."""
         value = self.constants.get(name)
         return value.item() if value is not None and value.size == 1 else default
 

@@ -98,7 +98,11 @@ class Trainer:
         self.max_iter = c.max_iter if c.max_iter is not None else c.epochs * steps_per_epoch
 
     def _model_options(self) -> dict:
-        return {"width_mult": self.config.width_mult} if self.config.model.startswith("mb") else {}
+        if self.config.model.startswith("mb"):
+            return {"width_mult": self.config.width_mult}
+        if self.config.model == "ssdlite_mbv2_tf" and self.config.anchor_reference:
+            return {"anchor_reference": self.config.anchor_reference}
+        return {}
 
     def _build_model(self) -> None:
         c = self.config

@@ -23,7 +23,7 @@ from .mobilenet_tf import build_ssdlite_mbv2_tf
 from .ssd import SSD, L2Norm, Normalize, SSDHead
 from .vgg import build_vgg_ssd
 
-__all__ = ["MODELS", "build_model", "parse_image_size", "SSD", "SSDHead", "Normalize", "L2Norm"]
+__all__ = ["MODELS", "build_model", "parse_image_size", "size_option", "SSD", "SSDHead", "Normalize", "L2Norm"]
 
 # name -> (builder(spec, num_classes, **options), default prior spec)
 MODELS: dict[str, tuple[Callable[..., SSD], str]] = {
@@ -82,3 +82,9 @@ def _resized(name: str, spec: PriorSpec | GridAnchorSpec, size: tuple[int, int])
         raise ValueError(f"{name} takes {spec.image_size}x{spec.image_size} inputs (its priors are fixed to "
                          f"{spec.name!r}); other input sizes work with ssdlite_mbv2_tf")
     return spec
+
+
+def size_option(value: str | None, anchor_reference: float | None = None) -> dict:
+    """``--image-size`` and ``--anchor-reference`` of the CLIs as builder options (``{}`` when not given)."""
+    options = {} if value is None else {"image_size": parse_image_size(value)}
+    return {**options, "anchor_reference": anchor_reference} if anchor_reference else options

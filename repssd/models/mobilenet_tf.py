@@ -23,6 +23,7 @@ so matcher, coder, losses and post-processing are the usual ones.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -145,11 +146,13 @@ def _meta_forward(module: nn.Module, x: Tensor):
         module.train(was_training)
 
 
-def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int) -> SSD:
+def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
     """SSDLite + MobileNetV2 as the TF Object Detection API builds it, on ``spec``'s input size.
 
     ``spec.feature_maps`` is ignored and replaced by the grid sizes this network has at
-    ``spec.image_size``, so any input size gives matching priors.
+    ``spec.image_size``, so any input size gives matching priors. ``anchor_reference`` (e.g. 300)
+    keeps the anchors' pixel sizes as on a shorter side of that many pixels (see
+    :class:`~repssd.priors.GridAnchorSpec`); None scales them with the input, as TF does.
     """
     width, height = spec.input_size
     if min(width, height) < 33:  # below 33 px the last stride-2 layers see a 1x1 map already
@@ -161,7 +164,8 @@ def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int) -> SSD:
         extras.append(_extra(channels[-1], mid, oup))
         channels.append(oup)
     extras = nn.ModuleList(extras)
-    spec = spec.with_feature_maps(feature_map_sizes(backbone, extras, width, height))
+    spec = replace(spec.with_feature_maps(feature_map_sizes(backbone, extras, width, height)),
+                   reference_size=anchor_reference)
     anchors = spec.boxes_per_location
     head = SSDHead([_predictor(c, a * 4) for c, a in zip(channels, anchors)],
                    [_predictor(c, a * num_classes) for c, a in zip(channels, anchors)], num_classes)
