@@ -165,9 +165,10 @@ def test_resume_of_a_fine_tuning_run_is_exact(tiny_data, pretrained, tmp_path):
 
 @pytest.fixture(scope="module")
 def non_square_run(tiny_data, pretrained, tmp_path_factory):
-    """A 2-iteration fine-tuning run at 96x64 (width x height)."""
+    """A 2-iteration fine-tuning run at 96x64 (width x height), anchors sized as on a 48 px side."""
     out = tmp_path_factory.mktemp("non_square") / "run"
-    t = trainer(tiny_data, out, pretrained["same"], "--image-size", "96x64", "--max-iter", "2")
+    t = trainer(tiny_data, out, pretrained["same"], "--image-size", "96x64", "--anchor-reference", "48",
+                "--max-iter", "2")
     t.fit()
     return t, out
 
@@ -179,6 +180,8 @@ def test_a_non_square_run_saves_its_size_and_load_model_rebuilds_it(non_square_r
     assert config["image_size"] == [96, 64]
     model, saved = load_model(out / "checkpoints" / "last.pth")
     assert model.input_size == (96, 64) and saved["image_size"] == [96, 64]
+    assert saved["model_options"] == {"anchor_reference": 48.0} and model.spec.reference_size == 48.0
+    assert torch.equal(model.priors, t.model.priors)
     x = torch.rand(2, 3, 64, 96)  # N, C, height, width
     with torch.no_grad():
         loc, conf = model(model.preprocess(x * 255))
