@@ -126,7 +126,8 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    problem = (bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE) or bad_device(opts.device)
+    problem = (bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE, anchor_reference=POSITIVE)
+               or bad_device(opts.device)
                or bad_output(opts.output_dir, "--output-dir"))
     if problem:
         print(f"detect.py: {problem}", file=sys.stderr)

@@ -67,7 +67,8 @@ def fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    problem = (bad_option(opts, batch_size=POSITIVE, workers=NON_NEGATIVE, top_k=POSITIVE, max_dets=POSITIVE)
+    problem = (bad_option(opts, batch_size=POSITIVE, workers=NON_NEGATIVE, top_k=POSITIVE, max_dets=POSITIVE,
+                          anchor_reference=POSITIVE)
                or (bad_device(opts.device) if opts.device else None))
     if problem:
         return fail(problem)

@@ -122,8 +122,9 @@ class TrainConfig:
                 parse_image_size(self.image_size)
             except ValueError as err:
                 raise ConfigError(f"--image-size: {err}") from None
-        from ..options import NON_NEGATIVE, bad_device, bad_option, bad_output
-        problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE) \
+        from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output
+        problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE,
+                             anchor_reference=POSITIVE) \
             or bad_device(self.device) or bad_output(self.output_dir, "--output-dir")
         if problem:
             raise ConfigError(problem)
