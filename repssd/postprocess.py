@@ -198,9 +198,7 @@ def _split(boxes: Tensor, scores: Tensor, labels: Tensor, image: Tensor, batch: 
     """Detections sorted best first over the batch -> per image, each capped at ``top_k``."""
     order = image.argsort(stable=True)  # by image, best first within each
     boxes, scores, labels, image = boxes[order], scores[order], labels[order], image[order]
-    counts = torch.bincount(image, minlength=batch)
-    rank = torch.arange(image.shape[0], device=image.device) - (counts.cumsum(0) - counts)[image]
-    capped = rank < top_k
-    sizes = counts.clamp(max=top_k).tolist()
+    capped = _rank_in_group(image, batch) < top_k
+    sizes = torch.bincount(image, minlength=batch).clamp(max=top_k).tolist()
     return [Detections(*parts) for parts in zip(boxes[capped].split(sizes), scores[capped].split(sizes),
                                                 labels[capped].split(sizes))]

@@ -157,8 +157,8 @@ def postprocessing(graph: Graph) -> dict:
     scales = [graph.scalar(f"Postprocessor/Decode/truediv{s}/y", None) for s in ("", "_1", "_2", "_3")]
     if all(v is not None for v in scales) and scales != [10.0, 10.0, 5.0, 5.0]:
         raise TFGraphError(f"{graph.path}: box coder scale factors {scales}; repssd's coder uses (10, 10, 5, 5)")
-    score = "sigmoid" if graph.ops.get("Postprocessor/convert_scores") == "Sigmoid" else (
-        "softmax" if graph.ops.get("Postprocessor/convert_scores") == "Softmax" else GRAPH_DEFAULTS["score"])
+    score = {"Sigmoid": "sigmoid", "Softmax": "softmax"}.get(graph.ops.get("Postprocessor/convert_scores"),
+                                                             GRAPH_DEFAULTS["score"])
     if graph.scalar("Postprocessor/scale_logits/y", 1.0) != 1.0:
         raise TFGraphError(f"{graph.path}: logit scale {graph.scalar('Postprocessor/scale_logits/y', 1.0)} "
                            "(repssd scores unscaled logits)")

@@ -151,8 +151,8 @@ class Trainer:
     def _finetune_postprocess(self, path: Path) -> dict:
         """The post-processing of the weights fine-tuned from (e.g. an imported graph's NMS 0.6 and
         100 detections), with softmax scores: repssd's confidence loss is a softmax cross-entropy."""
-        saved = config_beside(path).get("postprocess")
-        return {**postprocess_options({"postprocess": saved}), "score": "softmax"} if saved else postprocess_options()
+        saved = config_beside(path)
+        return postprocess_options(saved, score="softmax") if saved.get("postprocess") else postprocess_options()
 
     def _set_frozen(self, freeze: str) -> None:
         self._frozen = {"none": (), "base": ("backbone",), "all-but-heads": ("backbone", "extras")}[freeze]
