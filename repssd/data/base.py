@@ -7,7 +7,9 @@ or raised at once as :class:`DatasetError` when ``strict=True``.
 
 Target format (without a transform): ``{"boxes": float32 [G, 4] xyxy 0-based pixels,
 "labels": int64 [G] in 1..C-1, "difficult": bool [G], "ignore": bool [G], "size": int64 [2]
-(height, width)}``.
+(height, width)}``; pedestrian datasets that know how much of each person is visible add
+``"visibility": float32 [G]`` (the visible fraction, 1 for an unoccluded box) and, where they have
+visible-part boxes, ``"visible": float32 [G, 4]`` (xyxy, like ``boxes``).
 """
 from __future__ import annotations
 
@@ -56,12 +58,21 @@ class Record:
     labels: list[int] = field(default_factory=list)
     difficult: list[bool] = field(default_factory=list)
     ignore: list[bool] = field(default_factory=list)
+    visible: list[list[float]] | None = None  # a list (not None) when the dataset has visible-part boxes
+    visibility: list[float] | None = None  # a list when the dataset knows each box's visible fraction
 
-    def add(self, box: Sequence[float], label: int, difficult: bool = False, ignore: bool = False) -> None:
+    def add(self, box: Sequence[float], label: int, difficult: bool = False, ignore: bool = False,
+            visible: Sequence[float] | None = None, visibility: float | None = None) -> None:
+        """One object. ``visible`` (default: ``box``) and ``visibility`` (default: 1) are kept
+        when the record was made with ``visible=[]`` / ``visibility=[]``."""
         self.boxes.append([float(v) for v in box])
         self.labels.append(int(label))
         self.difficult.append(bool(difficult))
         self.ignore.append(bool(ignore))
+        if self.visible is not None:
+            self.visible.append([float(v) for v in (box if visible is None else visible)])
+        if self.visibility is not None:
+            self.visibility.append(1.0 if visibility is None else float(visibility))
 
     def target(self) -> dict[str, torch.Tensor]:
         """The target dict, plus ``size`` = (height, width) of the original image."""
@@ -69,7 +80,11 @@ class Record:
                 "labels": torch.tensor(self.labels, dtype=torch.int64),
                 "difficult": torch.tensor(self.difficult, dtype=torch.bool),
                 "ignore": torch.tensor(self.ignore, dtype=torch.bool),
-                "size": torch.tensor([self.height, self.width])}
+                "size": torch.tensor([self.height, self.width]),
+                **({"visible": torch.tensor(self.visible, dtype=torch.float32).reshape(-1, 4)}
+                   if self.visible is not None else {}),
+                **({"visibility": torch.tensor(self.visibility, dtype=torch.float32)}
+                   if self.visibility is not None else {})}
 
 
 class BoxChecker:
@@ -153,8 +168,10 @@ class DetectionDataset(Dataset):
         target = record.target()
         height, width = image.shape[:2]
         if (width, height) != (record.width, record.height):  # annotation size disagrees: trust the pixels
-            target["boxes"][:, 0::2].clamp_(0, width)
-            target["boxes"][:, 1::2].clamp_(0, height)
+            for key in ("boxes", "visible"):
+                if key in target:
+                    target[key][:, 0::2].clamp_(0, width)
+                    target[key][:, 1::2].clamp_(0, height)
             target["size"] = torch.tensor([height, width])
         return image, target
 
