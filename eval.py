@@ -19,7 +19,7 @@ import torch
 
 from repssd.convert import WeightsError, config_beside, load_model
 from repssd.data import DatasetError, SSDTestTransform
-from repssd.data.factory import DATASET_KINDS, class_names, open_dataset
+from repssd.data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
 from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
 from repssd.models import MODELS, size_option
@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--dataset", choices=list(DATASET_KINDS))
     data.add_argument("--data-root", type=Path)
     data.add_argument("--split", help="image set / split (default: the config's test split, else 'test')")
+    data.add_argument("--data-options", help="loader options, key=value,... (default: the config's, less the "
+                      "training-only ones such as filter)")
+    data.add_argument("--frame-stride", type=int, help="mot: every N-th frame of each sequence")
     metric = parser.add_argument_group("metrics")
     metric.add_argument("--metric", choices=METRICS, default="voc07")
     metric.add_argument("--crowd-subset", action="store_true", help="also report crowd-subset AP")
@@ -68,7 +71,7 @@ def fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     problem = (bad_option(opts, batch_size=POSITIVE, workers=NON_NEGATIVE, top_k=POSITIVE, max_dets=POSITIVE,
-                          anchor_reference=POSITIVE)
+                          anchor_reference=POSITIVE, frame_stride=POSITIVE)
                or (bad_device(opts.device) if opts.device else None))
     if problem:
         return fail(problem)
@@ -88,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         if opts.detections is None:
             model, config = load_model(opts.weights, opts.model, **size_option(opts.image_size, opts.anchor_reference))
         size = model.input_size if model is not None else 300
-        dataset = open_dataset(kind, root, split, transform=SSDTestTransform(size))
+        same_data = opts.dataset in (None, config.get("dataset"))  # the training config's options apply
+        text = opts.data_options if opts.data_options is not None else config.get("data_options") if same_data else None
+        stride = opts.frame_stride or (config.get("frame_stride") if same_data else None)
+        options = parse_data_options(kind, text, training=False, frame_stride=stride)
+        dataset = open_dataset(kind, root, split, transform=SSDTestTransform(size), **options)
     except (WeightsError, DatasetError, ValueError) as err:
         return fail(str(err))
     names = class_names(dataset)

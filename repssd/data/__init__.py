@@ -1,13 +1,17 @@
-"""Datasets (VOC, COCO, CrowdHuman, PennFudanPed, synthetic crowds), SSD transforms and batching."""
+"""Datasets (VOC, COCO, CrowdHuman, PennFudanPed, CityPersons, MOTChallenge, WiderPerson, synthetic
+crowds), SSD transforms and batching."""
 from .base import DatasetError, DetectionDataset, Problem
+from .citypersons import CityPersonsDetection
 from .classes import VOC_CLASSES
 from .coco import COCODetection
 from .collate import collate
 from .crowdhuman import CrowdHumanDetection
+from .mot import MOTDetection
 from .pennfudan import PennFudanDetection
 from .transforms import SSDTestTransform, SSDTrainTransform
 from .voc import VOCDetection, read_classes, voc0712
+from .widerperson import WiderPersonDetection
 
 __all__ = ["VOC_CLASSES", "DatasetError", "DetectionDataset", "Problem", "VOCDetection", "voc0712", "read_classes",
-           "COCODetection", "CrowdHumanDetection", "PennFudanDetection",
-           "SSDTrainTransform", "SSDTestTransform", "collate"]
+           "COCODetection", "CrowdHumanDetection", "PennFudanDetection", "CityPersonsDetection", "MOTDetection",
+           "WiderPersonDetection", "SSDTrainTransform", "SSDTestTransform", "collate"]

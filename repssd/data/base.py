@@ -99,9 +99,10 @@ class BoxChecker:
             raise DatasetError(str(problem).replace(f" ({problem.skipped} skipped)", ""))
         self.problems.append(problem)
 
-    def box(self, box: Sequence[float], width: int, height: int, file: str, item: str) -> list[float] | None:
-        """``box`` (pixel xyxy) clipped to the image, or None (reported) if unusable: not 4
-        numbers, NaN or infinite, x2 <= x1 or y2 <= y1, or wholly outside the image."""
+    def box(self, box: Sequence[float], width: int, height: int, file: str, item: str,
+            clip: bool = True) -> list[float] | None:
+        """``box`` (pixel xyxy) clipped to the image (``clip=False``: as given), or None (reported)
+        if unusable: not 4 numbers, NaN or infinite, x2 <= x1 or y2 <= y1, or no area inside the image."""
         try:
             x1, y1, x2, y2 = (float(v) for v in box)
         except (TypeError, ValueError):
@@ -121,7 +122,7 @@ class BoxChecker:
         if clipped[2] - clipped[0] < 1e-3 or clipped[3] - clipped[1] < 1e-3:
             self.report(Problem(file, f"box {[x1, y1, x2, y2]} has no area inside the image", item))
             return None
-        return clipped
+        return clipped if clip else [x1, y1, x2, y2]
 
 
 class DetectionDataset(Dataset):

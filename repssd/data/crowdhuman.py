@@ -21,7 +21,8 @@ class CrowdHumanDetection(DetectionDataset):
         box: ``"fbox"`` (full body, the Repulsion Loss setting), ``"vbox"`` (visible part) or
             ``"hbox"`` (head).
     Boxes are xywh in the file and become xyxy clipped to the image; ``tag == "mask"`` regions
-    and boxes with ``extra.ignore == 1`` are kept as ignore regions.
+    and boxes with ``extra.ignore == 1`` are kept as ignore regions. Targets also carry
+    ``visible`` (the vbox, within the box) and ``visibility`` (|vbox ∩ fbox| / |fbox|).
     """
 
     classes = ("person",)
@@ -60,7 +61,7 @@ class CrowdHumanDetection(DetectionDataset):
             reason = "image file is missing" if not file.exists() else f"unreadable image ({err})"
             self.checker.report(Problem(str(file), reason, skipped="image"))
             return None
-        record = Record(image_id, file, width, height)
+        record = Record(image_id, file, width, height, visible=[], visibility=[])
         if not isinstance(boxes, list):
             self.checker.report(Problem(where, f"gtboxes is a {type(boxes).__name__}, not a list: no objects read"))
             boxes = []
@@ -76,5 +77,19 @@ class CrowdHumanDetection(DetectionDataset):
                 continue
             extra = obj.get("extra") or {}
             ignore = obj.get("tag") != "person" or bool(extra.get("ignore", 0))
-            record.add(box, 1, ignore=ignore)
+            record.add(box, 1, ignore=ignore, **_visible_part(obj, box))
         return record
+
+
+def _visible_part(obj: dict, box: list[float]) -> dict:
+    """``visible``: the vbox within ``box``; ``visibility``: |vbox ∩ fbox| / |fbox| as annotated (1
+    where the entry lacks either box, e.g. mask regions)."""
+    fbox, vbox = obj.get("fbox"), obj.get("vbox")
+    if not all(isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b) for b in (fbox, vbox)) \
+            or fbox[2] <= 0 or fbox[3] <= 0:
+        return {}
+    iw = max(0.0, min(fbox[0] + fbox[2], vbox[0] + vbox[2]) - max(fbox[0], vbox[0]))
+    ih = max(0.0, min(fbox[1] + fbox[3], vbox[1] + vbox[3]) - max(fbox[1], vbox[1]))
+    visible = [min(max(vbox[0], box[0]), box[2]), min(max(vbox[1], box[1]), box[3]),
+               min(max(vbox[0] + vbox[2], box[0]), box[2]), min(max(vbox[1] + vbox[3], box[1]), box[3])]
+    return {"visible": visible, "visibility": iw * ih / (fbox[2] * fbox[3])}

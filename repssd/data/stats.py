@@ -1,8 +1,11 @@
-"""Dataset statistics: ``python -m repssd.data.stats KIND PATH ...``.
+"""Dataset statistics: ``python -m repssd.data.stats KIND ROOT [--split S]`` for every kind
+:mod:`repssd.data.factory` opens.
 
     python -m repssd.data.stats voc VOCdevkit/VOC2007 --split test
-    python -m repssd.data.stats voc data/synthetic --split train          # classes from classes.txt
-    python -m repssd.data.stats coco annotations/instances_val2017.json --images val2017
+    python -m repssd.data.stats citypersons $DATA/cityscapes --split val
+    python -m repssd.data.stats mot $DATA/MOT17/train --frame-stride 10
+    python -m repssd.data.stats widerperson $DATA/WiderPerson --split val
+    python -m repssd.data.stats coco annotations/instances_val2017.json --images val2017      # a file + its images
     python -m repssd.data.stats crowdhuman annotation_val.odgt --images Images [--box vbox]
 
 Prints the number of images, boxes per class (difficult and ignore counted apart), crowd boxes
@@ -10,13 +13,13 @@ Prints the number of images, boxes per class (difficult and ignore counted apart
 containing one, the boxes-per-image histogram, and the problems the loader skipped. Then the
 crowd statistics the literature compares datasets by (CrowdHuman paper, Shao et al. 2018,
 Tables 2 and 4 and Sec. 3.3), next to its published figures: persons per image, same-class pairs
-per image with IoU > 0.3 / 0.5, and (CrowdHuman files, which have visible boxes) the share of
-persons that are bare (occlusion <= 30%), partial (30-70%) and heavy (> 70%).
+per image with IoU > 0.3 / 0.5, and (datasets whose targets carry ``visibility``: CityPersons,
+MOT, CrowdHuman) the share of persons that are bare (occlusion <= 30%), partial (30-70%) and
+heavy (> 70%), with the visibility histogram.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -29,9 +32,10 @@ from ..eval.crowd import crowd_mask
 from .base import DatasetError, DetectionDataset
 from .coco import COCODetection
 from .crowdhuman import CrowdHumanDetection
+from .factory import DATASET_KINDS, parse_data_options
 from .factory import open_dataset as factory_open
 
-__all__ = ["dataset_stats", "format_stats", "open_dataset", "visible_fractions", "PUBLISHED"]
+__all__ = ["dataset_stats", "format_stats", "open_dataset", "PUBLISHED"]
 
 # CrowdHuman paper (arXiv 1805.00123), training subsets: persons/image (Table 2), pairs/image with
 # IoU > 0.3 and > 0.5 (Table 4), bare / partial occlusion shares (Sec. 3.3; heavy = the rest).
@@ -42,21 +46,23 @@ PUBLISHED = {
 }
 
 
-def open_dataset(kind: str, path: Path, split: str = "trainval", images: Path | None = None,
-                 box: str = "fbox") -> DetectionDataset:
-    if kind == "voc":  # a VOC-layout folder, its classes from classes.txt when it has one
-        return factory_open("voc", path, split)
-    if images is None:
-        raise DatasetError(f"{kind} needs --images, the folder of its image files")
-    if kind == "coco":
-        return COCODetection(path, images)
-    return CrowdHumanDetection(path, images, box=box)
+def open_dataset(kind: str, path: Path, split: str | None = None, images: Path | None = None,
+                 box: str = "fbox", **options) -> DetectionDataset:
+    """``kind`` at data root ``path`` through the factory; coco and crowdhuman also take an
+    annotation file as ``path`` with its image folder as ``images``."""
+    if kind in ("coco", "crowdhuman") and path.is_file():
+        if images is None:
+            raise DatasetError(f"{kind} needs --images, the folder of its image files")
+        return COCODetection(path, images) if kind == "coco" else CrowdHumanDetection(path, images, box=box)
+    if kind == "crowdhuman":
+        options["box"] = box
+    return factory_open(kind, path, split or DATASET_KINDS[kind].default_split, **options)
 
 
 def dataset_stats(ds: DetectionDataset, crowd_iou: float = 0.1) -> dict:
     """Counts over the annotations (no image is decoded)."""
     per_class, difficult, ignore, crowd = Counter(), Counter(), Counter(), Counter()
-    crowd_images, per_image, persons, pairs = 0, [], [], {0.3: 0, 0.5: 0}
+    crowd_images, per_image, persons, pairs, visibility = 0, [], [], {0.3: 0, 0.5: 0}, []
     person = ds.classes.index("person") + 1 if "person" in ds.classes else 1
     for record in ds.records:
         labels = np.array(record.labels, dtype=np.int64)
@@ -67,6 +73,8 @@ def dataset_stats(ds: DetectionDataset, crowd_iou: float = 0.1) -> dict:
         per_image.append(int((~flags_ignore).sum()))
         mine = torch.as_tensor((labels == person) & ~flags_ignore)
         persons.append(int(mine.sum()))
+        if record.visibility is not None:
+            visibility += [v for v, m in zip(record.visibility, mine.tolist()) if m]
         iou = box_iou(boxes[mine], boxes[mine]).triu(1)  # [n,n], each unordered pair once
         for threshold in pairs:
             pairs[threshold] += int((iou > threshold).sum())
@@ -79,32 +87,12 @@ def dataset_stats(ds: DetectionDataset, crowd_iou: float = 0.1) -> dict:
             difficult[name] += is_difficult
             crowd[name] += bool(is_crowd)
     images = max(len(ds.records), 1)
-    return {"images": len(ds.records), "boxes": per_class, "difficult": difficult, "ignore": ignore, "crowd": crowd,
+    seen = np.array(visibility, dtype=np.float64)
+    occlusion = {"bare": float((seen >= 0.7).mean()), "partial": float(((seen >= 0.3) & (seen < 0.7)).mean()),
+                 "histogram": np.histogram(seen, bins=10, range=(0, 1))[0].tolist()} if len(seen) else None
+    return {"occlusion": occlusion, "images": len(ds.records), "boxes": per_class, "difficult": difficult, "ignore": ignore, "crowd": crowd,
             "crowd_images": crowd_images, "per_image": per_image, "problems": len(ds.problems),
             "persons_per_image": sum(persons) / images, "pairs_03": pairs[0.3] / images, "pairs_05": pairs[0.5] / images}
-
-
-def visible_fractions(odgt_file: Path) -> np.ndarray:
-    """Visible fraction ``|vbox ∩ fbox| / |fbox|`` of every person in a CrowdHuman ``.odgt`` file
-    that has both boxes (lines or boxes the loader would skip are left out here too)."""
-    fractions = []
-    for line in Path(odgt_file).read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            boxes = json.loads(line).get("gtboxes", [])
-        except (json.JSONDecodeError, AttributeError):
-            continue
-        for obj in boxes if isinstance(boxes, list) else []:
-            if not isinstance(obj, dict) or obj.get("tag") != "person" or (obj.get("extra") or {}).get("ignore"):
-                continue
-            f, v = obj.get("fbox"), obj.get("vbox")
-            if not all(isinstance(b, list) and len(b) == 4 and all(isinstance(x, (int, float)) for x in b) for b in (f, v)):
-                continue
-            if f[2] <= 0 or f[3] <= 0:
-                continue
-            w = max(0.0, min(f[0] + f[2], v[0] + v[2]) - max(f[0], v[0]))
-            h = max(0.0, min(f[1] + f[3], v[1] + v[3]) - max(f[1], v[1]))
-            fractions.append(w * h / (f[2] * f[3]))
-    return np.array(fractions)
 
 
 def format_stats(stats: dict, classes: tuple[str, ...]) -> str:
@@ -135,6 +123,11 @@ def format_stats(stats: dict, classes: tuple[str, ...]) -> str:
         heavy = f"{1 - row['bare'] - row['partial']:7.1%}" if "bare" in row else f"{'-':>7s}"
         lines.append(f"  {name:14s} {row['persons']:11.2f} {row['pairs_03']:10.2f} {row['pairs_05']:10.2f} "
                      f"{shares[0]} {shares[1]:>8s} {heavy}")
+    if occlusion:
+        lines += ["", "visibility of the persons (visible fraction; bare >= 0.7, heavy < 0.3):"]
+        total = max(sum(occlusion["histogram"]), 1)
+        for k, n in enumerate(occlusion["histogram"]):
+            lines.append(f"  {k / 10:.1f}-{(k + 1) / 10:.1f} {n:7d} {'#' * round(40 * n / total)}")
     if stats["problems"]:
         lines.append(f"\nskipped while loading: {stats['problems']} (see the warning above)")
     return "\n".join(lines)
@@ -143,24 +136,23 @@ def format_stats(stats: dict, classes: tuple[str, ...]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m repssd.data.stats", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["voc", "coco", "crowdhuman"])
-    parser.add_argument("path", type=Path, help="VOC-layout folder, COCO json or .odgt file")
-    parser.add_argument("--split", default="trainval", help="VOC image set")
-    parser.add_argument("--images", type=Path, help="image folder (coco, crowdhuman)")
+    parser.add_argument("kind", choices=list(DATASET_KINDS))
+    parser.add_argument("path", type=Path, help="data root (as train.py's --data-root); coco / crowdhuman: also "
+                        "an annotation file with --images")
+    parser.add_argument("--split", help="image set / split (default: the kind's usual one, e.g. trainval for voc)")
+    parser.add_argument("--images", type=Path, help="image folder of a coco / crowdhuman annotation file")
     parser.add_argument("--box", default="fbox", choices=["fbox", "vbox", "hbox"], help="CrowdHuman box kind")
+    parser.add_argument("--data-options", help="loader options, key=value,... (as train.py's)")
+    parser.add_argument("--frame-stride", type=int, help="mot: every N-th frame")
     parser.add_argument("--crowd-iou", type=float, default=0.1)
     opts = parser.parse_args(argv)
     try:
-        ds = open_dataset(opts.kind, opts.path, opts.split, opts.images, opts.box)
+        options = parse_data_options(opts.kind, opts.data_options, frame_stride=opts.frame_stride)
+        ds = open_dataset(opts.kind, opts.path, opts.split, opts.images, opts.box, **options)
     except DatasetError as err:
         print(f"repssd.data.stats: {err}", file=sys.stderr)
         return 2
     stats = dataset_stats(ds, opts.crowd_iou)
-    if opts.kind == "crowdhuman":
-        visible = visible_fractions(opts.path)
-        if len(visible):
-            stats["occlusion"] = {"bare": float((visible >= 0.7).mean()),
-                                  "partial": float(((visible >= 0.3) & (visible < 0.7)).mean())}
     print(format_stats(stats, ds.classes))
     return 0
 

@@ -16,8 +16,9 @@ Both transforms take ``(image HxWx3 uint8 RGB array, target)`` and return
 ``(Tensor[3, H, W] uint8, target)`` with ``boxes`` normalised to [0, 1] (``size``: ``S`` for
 S x S, or ``(W, H)``); the model's own
 ``preprocess`` normalises the pixels later, on its device. Boxes narrower or lower than
-``min_size`` output pixels are dropped with their labels and flags; images without boxes pass
-through. Randomness comes from torch's generator (one draw per image seeds a NumPy generator),
+``min_size`` output pixels are dropped with their labels and flags (:data:`FLAG_KEYS`); a
+target's ``visible`` boxes (pedestrian datasets) go through the same geometry as its boxes.
+Images without boxes pass through. Randomness comes from torch's generator (one draw per image seeds a NumPy generator),
 so ``torch.manual_seed`` and DataLoader worker seeding make it reproducible.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torch import Tensor
 __all__ = ["SSDTrainTransform", "SSDTestTransform", "FLAG_KEYS", "resize", "photometric_distort",
            "sample_patch", "CROP_OPTIONS"]
 
-FLAG_KEYS = ("labels", "difficult", "ignore")  # per-box entries that follow the boxes
+FLAG_KEYS = ("labels", "difficult", "ignore", "visibility")  # per-box entries that follow the boxes
 CROP_OPTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # minimum IoU; 0: any patch; 1: the whole image
 
 
@@ -112,9 +113,11 @@ def sample_patch(boxes: np.ndarray, width: int, height: int, min_iou: float, rng
     return int(left[t]), int(top[t]), int(right[t]), int(bottom[t])
 
 
-def _keep(target: dict, keep: np.ndarray, boxes: np.ndarray) -> dict:
+def _keep(target: dict, keep: np.ndarray, boxes: np.ndarray, visible: np.ndarray | None = None) -> dict:
     out = dict(target)
     out["boxes"] = torch.from_numpy(boxes[keep].astype(np.float32)).reshape(-1, 4)
+    if visible is not None:
+        out["visible"] = torch.from_numpy(visible[keep].astype(np.float32)).reshape(-1, 4)
     index = torch.from_numpy(np.nonzero(keep)[0])
     for key in FLAG_KEYS:
         if key in target:
@@ -169,11 +172,14 @@ class SSDTrainTransform:
             if patch is not None:
                 region = np.array(patch, dtype=float)
         flip = rng.random() < 0.5
-        out_image, boxes = self._render(image, boxes, region, offset, flip)
+        visible = target["visible"].numpy().astype(np.float64).reshape(-1, 4) + np.tile(offset, 2) \
+            if "visible" in target else np.zeros((0, 4))  # visible parts move with their boxes
+        out_image, mapped = self._render(image, np.concatenate([boxes, visible]), region, offset, flip)
         limit = np.tile(np.asarray(self.size, dtype=np.float64), 2)  # [W, H, W, H]
-        boxes = boxes.clip(0, limit)
+        boxes, visible = mapped[:len(boxes)].clip(0, limit), mapped[len(boxes):].clip(0, limit)
         keep &= ((boxes[:, 2:] - boxes[:, :2]) >= self.min_size).all(axis=1)
-        return _to_tensor(out_image), _keep(target, keep, boxes / limit)
+        return _to_tensor(out_image), _keep(target, keep, boxes / limit,
+                                            visible / limit if "visible" in target else None)
 
     def _crop(self, boxes: np.ndarray, width: int, height: int, rng) -> tuple[tuple | None, np.ndarray]:
         """torchvision's RandomIoUCrop loop: options until one yields a patch; (None, all kept)
@@ -214,8 +220,8 @@ class SSDTrainTransform:
 
 
 class SSDTestTransform:
-    """Resize to ``size`` (``S`` or ``(W, H)``, see :func:`resize`); boxes normalised to [0, 1],
-    none dropped (a resize keeps the positive area the loaders checked)."""
+    """Resize to ``size`` (``S`` or ``(W, H)``, see :func:`resize`); boxes (and ``visible`` boxes)
+    normalised to [0, 1], none dropped (a resize keeps the positive area the loaders checked)."""
 
     def __init__(self, size: int | Sequence[int] = 300) -> None:
         self.size = _wh(size)
@@ -223,5 +229,8 @@ class SSDTestTransform:
     def __call__(self, image: np.ndarray, target: dict) -> tuple[Tensor, dict]:
         height, width = image.shape[:2]
         out = dict(target)
-        out["boxes"] = (target["boxes"].reshape(-1, 4) / torch.tensor([width, height, width, height])).clamp(0, 1)
+        scale = torch.tensor([width, height, width, height])
+        for key in ("boxes", "visible"):
+            if key in target:
+                out[key] = (target[key].reshape(-1, 4) / scale).clamp(0, 1)
         return _to_tensor(resize(image, self.size)), out

@@ -33,10 +33,15 @@ class TrainConfig:
                                           "(e.g. 300, the imported graph's input) at any --image-size; default: "
                                           "relative to the input, TF's rule", "model")
     # * Data
-    dataset: str = _opt("synthetic", "voc | voc0712 | coco | crowdhuman | synthetic | folder", "data")
+    dataset: str = _opt("synthetic", "voc | voc0712 | coco | crowdhuman | synthetic | folder | pennfudan | "
+                        "citypersons | mot | widerperson (repssd.data.factory.DATASET_KINDS)", "data")
     data_root: str = _opt("data/synthetic", "dataset folder", "data")
     train_split: str = _opt("trainval", "training image set / split", "data")
     test_split: str = _opt("test", "evaluation image set / split", "data")
+    data_options: str = _opt("", "loader options, key=value,... e.g. filter=reasonable (citypersons), "
+                             "person_classes=1+2 (widerperson), box=vbox (crowdhuman); training-only ones "
+                             "(filter) are left out of the test set", "data")
+    frame_stride: int | None = _opt(None, "mot: use every N-th frame of each sequence (train and test)", "data")
     workers: int = _opt(2, "data-loading worker processes", "data")
     keep_difficult: bool = _opt(False, "train on VOC objects marked difficult (ssd.pytorch drops them from "
                                 "training; evaluation always ignores them)", "data")
@@ -106,6 +111,12 @@ class TrainConfig:
             raise ConfigError(f"unknown --model {self.model!r}; known: {', '.join(MODELS)}")
         if self.dataset not in DATASET_KINDS:
             raise ConfigError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASET_KINDS)}")
+        from ..data import DatasetError
+        from ..data.factory import parse_data_options
+        try:
+            parse_data_options(self.dataset, self.data_options, frame_stride=self.frame_stride)
+        except DatasetError as err:
+            raise ConfigError(str(err)) from None
         if (self.max_iter is None) == (self.epochs is None):
             raise ConfigError("give exactly one of --max-iter and --epochs")
         for name in ("batch_size", "max_iter", "epochs", "checkpoint_every", "log_every"):
@@ -124,7 +135,7 @@ class TrainConfig:
                 raise ConfigError(f"--image-size: {err}") from None
         from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output
         problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE,
-                             anchor_reference=POSITIVE) \
+                             anchor_reference=POSITIVE, frame_stride=POSITIVE) \
             or bad_device(self.device) or bad_output(self.output_dir, "--output-dir")
         if problem:
             raise ConfigError(problem)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..convert import WeightsError, config_beside, load_weights, read_weights
 from ..data import SSDTestTransform, SSDTrainTransform, collate
-from ..data.factory import class_names, open_dataset
+from ..data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
@@ -87,15 +87,23 @@ class Trainer:
             raise ConfigError(str(err)) from None
         mean = probe.normalize.mean.flatten().tolist()
         self.image_size = probe.input_size
-        # VOC "difficult" objects: left out of training as ssd.pytorch does, unless --keep-difficult
-        options = {"keep_difficult": c.keep_difficult} if c.dataset in ("voc", "voc0712", "synthetic", "folder") else {}
         self.train_set = open_dataset(c.dataset, c.data_root, c.train_split,
-                                      SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out), **options)
+                                      SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out),
+                                      **self._data_options(training=True))
         if len(self.train_set) == 0:
             raise ConfigError(f"{c.data_root}: the {c.train_split!r} split has no usable images")
         self.classes = class_names(self.train_set)
         steps_per_epoch = math.ceil(len(self.train_set) / (c.batch_size * self.dist.world_size))
         self.max_iter = c.max_iter if c.max_iter is not None else c.epochs * steps_per_epoch
+
+    def _data_options(self, training: bool) -> dict:
+        """Loader options from --data-options / --frame-stride; VOC "difficult" objects are left out
+        of training as ssd.pytorch does, unless --keep-difficult (the test set keeps them)."""
+        c = self.config
+        given = {"frame_stride": c.frame_stride}
+        if "keep_difficult" in DATASET_KINDS[c.dataset].options:
+            given["keep_difficult"] = c.keep_difficult
+        return parse_data_options(c.dataset, c.data_options, training, **given)
 
     def _model_options(self) -> dict:
         if self.config.model.startswith("mb"):
@@ -314,7 +322,7 @@ class Trainer:
     def _evaluate(self) -> tuple[dict, list[dict], Dataset]:
         """The report, the detections (pixel boxes) and the test dataset they are of."""
         dataset = open_dataset(self.config.dataset, self.config.data_root, self.config.test_split,
-                               SSDTestTransform(self.image_size))
+                               SSDTestTransform(self.image_size), **self._data_options(training=False))
         detections = predict_dataset(self.model, dataset, batch_size=self.config.batch_size, workers=0,
                                      device=self.device, progress=False, **self.postprocess)
         evaluator = DetectionEvaluator(self.classes, "voc07", crowd_subset=True)

@@ -5,19 +5,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import coco, crowd, miss_rate, voc
+from . import citypersons, coco, crowd, miss_rate, voc
 from .inference import scored_images
 from .voc import _array
 
 __all__ = ["DetectionEvaluator", "METRICS"]
 
-METRICS = ("voc07", "voc", "coco", "crowdhuman")
+METRICS = ("voc07", "voc", "coco", "crowdhuman", "citypersons")
 
 
 def _as_numpy(item) -> dict[str, np.ndarray]:
     get = item.get if isinstance(item, Mapping) else (lambda key, default=None: getattr(item, key, default))
     out = {"boxes": _array(get("boxes"), np.float64, (-1, 4)), "labels": _array(get("labels"), np.int64, (-1,))}
-    for key, dtype in (("scores", np.float64), ("difficult", bool), ("ignore", bool)):
+    for key, dtype in (("scores", np.float64), ("difficult", bool), ("ignore", bool), ("visibility", np.float64)):
         if get(key) is not None:
             out[key] = _array(get(key), dtype, (-1,))
     return out
@@ -29,7 +29,9 @@ class DetectionEvaluator:
     Args:
         class_names: names of labels 1..C-1.
         metric: ``voc07`` (11-point VOC AP), ``voc`` (area AP), ``coco`` (VOC07 plus pycocotools
-            AP) or ``crowdhuman`` (VOC07 plus CrowdHuman AP / MR^-2 / JI of label 1).
+            AP), ``crowdhuman`` (VOC07 plus CrowdHuman AP / MR^-2 / JI of label 1) or
+            ``citypersons`` (VOC07 plus CityPersons' official MR^-2 of label 1 per setup:
+            Reasonable, Reasonable_small, Heavy, All, and the Repulsion Loss paper's Partial, Bare).
         crowd_subset: also report crowd-subset AP (Repulsion Loss paper, Table 5).
         crowd_iou: IoU above which two same-class objects form a crowd.
         max_dets: COCO detections per image.
@@ -64,7 +66,8 @@ class DetectionEvaluator:
                 for label, value in sorted(per_label.items())}
 
     def evaluate(self) -> dict:
-        """The report: ``map``, ``ap`` per class name, and per option ``crowd``, ``coco``, ``crowdhuman``."""
+        """The report: ``map``, ``ap`` per class name, and per option ``crowd``, ``coco``, ``crowdhuman``,
+        ``citypersons``."""
         options = {"use_07_metric": self.metric != "voc"}
         result = voc.evaluate(self.detections, self.ground_truth, **options)
         report = {"metric": "voc07" if self.metric != "voc" else "voc", "num_images": len(self.ground_truth),
@@ -83,4 +86,9 @@ class DetectionEvaluator:
             report["coco"] = coco.evaluate(self.detections, self.ground_truth, self.max_dets)
         if self.metric == "crowdhuman":
             report["crowdhuman"] = miss_rate.evaluate(self.detections, self.ground_truth, label=1)
+        if self.metric == "citypersons":
+            result = citypersons.evaluate(self.detections, self.ground_truth, label=1)
+            # a setup without GT has no miss rate (the official script prints -1): null in report.json
+            result["mr"] = {name: None if value != value else value for name, value in result["mr"].items()}
+            report["citypersons"] = result
         return report

@@ -48,7 +48,16 @@ def format_table(report: dict) -> str:
     if "crowdhuman" in report:
         ch = report["crowdhuman"]
         lines.append(f"{'CrowdHuman':16s} AP {ch['ap']:.4f}  MR^-2 {ch['mr']:.4f}  JI {ch['ji']:.4f}")
+    if "citypersons" in report:
+        lines.append(f"{'CityPersons MR^-2 (official setups; GT per setup)':s}")
+        for name, value in report["citypersons"]["mr"].items():
+            lines.append(f"  {name:16s} {_miss_rate(value)}   ({report['citypersons']['npos'][name]} GT)")
     return "\n".join(lines)
+
+
+def _miss_rate(value: float) -> str:
+    """A miss rate in percent as the CityPersons leaderboard prints it, or n/a (no GT in the setup)."""
+    return f"{'n/a':>7s}" if value is None or value != value else f"{100 * value:6.2f}%"
 
 
 def _markdown(report: dict) -> str:
@@ -69,6 +78,10 @@ def _markdown(report: dict) -> str:
     if "crowdhuman" in report:
         ch = report["crowdhuman"]
         text += ["", f"CrowdHuman: AP {ch['ap']:.4f}, MR^-2 {ch['mr']:.4f}, JI {ch['ji']:.4f}"]
+    if "citypersons" in report:
+        cp = report["citypersons"]
+        text += ["", "CityPersons MR^-2 (lower is better):", "", "| " + " | ".join(cp["mr"]) + " |",
+                 "|" + " --- |" * len(cp["mr"]), "| " + " | ".join(_miss_rate(v).strip() for v in cp["mr"].values()) + " |"]
     return "\n".join(text) + "\n"
 
 
