@@ -19,7 +19,7 @@ A, B, C = (f"{CITY}_000000_00001{k}_leftImg8bit.png" for k in range(3))
 #            class  x1  y1  w   h   id     x1v y1v wv  hv
 ROWS_A = [[1, 10, 4, 8, 20, 24000, 12, 4, 6, 10],   # pedestrian, 3/8 visible
           [0, 2, 2, 4, 4, 0, 2, 2, 4, 4],           # ignore region
-          [2, 58, 2, 10, 28, 25000, 58, 2, 8, 28],  # rider past the right edge: clipped
+          [2, 58, 2, 10, 28, 25000, 58, 2, 8, 28],  # rider past the right edge: kept as annotated
           [3, 30, 10, 6, 8, 26000, 30, 10, 6, 8],   # sitting person
           [4, 40, 10, 5, 10, 27000, 40, 10, 5, 10],  # other person
           [5, 20, 6, 12, 20, 28000, 0, 0, 0, 0]]    # person group: no visible box in the file
