@@ -112,7 +112,7 @@ DATASET_KINDS: dict[str, DatasetKind] = {
     "citypersons": DatasetKind(CityPersonsDetection, "a Cityscapes folder: leftImg8bit/<split>/<city>/ and CityPersons' "
                                "annotations/anno_<split>.mat (or gtBboxCityPersons/<split>/ JSON)",
                                "pedestrian as person; rider, sitting, other, group and ignore regions as ignore",
-                               "citypersons", {"filter": _filter, "annotations": str}, "train"),
+                               "citypersons", {"filter": _filter, "annotations": str, "check_images": _bool}, "train"),
     "mot": DatasetKind(MOTDetection, "a folder of MOTChallenge sequences, e.g. MOT17/train: <seq>/img1/, <seq>/gt/gt.txt, "
                        "<seq>/seqinfo.ini (split all or seq1,seq2,...)",
                        "pedestrian as person; pedestrian with flag 0, on vehicle, static, distractor, reflection, "
