@@ -26,6 +26,11 @@ With ``select_split`` (e.g. ``val``) the runner works in two stages:
 
 Without ``select_split`` there is one stage: every cell x ``seeds`` on ``train.test_split``.
 Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` and ``OUTPUT/ablation.png``.
+
+Evaluation sets other than the training data's own splits are named under ``evaluations``
+(``name: {dataset, data_root, split, data_options, frame_stride, image_size}``; ``image_size``
+scores the trained weights at another input size). ``select_split`` and ``test_split`` may name
+one; ``test_splits`` (a list) scores the finalists on each, the first being the primary one.
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ import numpy as np
 import yaml
 
 from repssd.data import SSDTestTransform
-from repssd.data.factory import class_names, open_dataset
+from repssd.data.factory import class_names, open_dataset, parse_data_options
 from repssd.engine.config import ConfigError, TrainConfig, parse_options
 from repssd.eval import DetectionEvaluator
 from repssd.eval.bootstrap import Outcomes, detection_outcomes
@@ -124,8 +129,9 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     if done.exists():
         return json.loads(done.read_text())
     model, post = _trained_model(config, cell, seed, out, train)
-    dataset = open_dataset(train.get("dataset", "synthetic"), train.get("data_root", "data/synthetic"), split,
-                           SSDTestTransform(model.input_size))
+    options = {**train, **config["cells"][cell]}
+    weights = Path(options["weights"]) if options.get("no_training") else folder / "checkpoints" / "last.pth"
+    model, dataset = evaluation_set(config, split, train, model, weights)
     detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0, progress=False,
                                  **post)
     ground_truth = ground_truth_of(dataset)
@@ -142,6 +148,25 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
                "num_images": report["num_images"], "iterations": int((folder / "done").read_text())}
     done.write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def evaluation_set(config: dict, split: str, train: dict, model, weights: Path):
+    """(model, dataset) of the evaluation ``split``: a named entry of ``config["evaluations"]`` (its
+    own data; with an ``image_size``, the same ``weights`` loaded at that input size), else that
+    split of the training data, with the training data's options less the training-only ones."""
+    from repssd.convert import load_model
+    from repssd.models import size_option
+
+    spec = (config.get("evaluations") or {}).get(split)
+    if spec is None:
+        spec = {"dataset": train.get("dataset", "synthetic"), "data_root": train.get("data_root", "data/synthetic"),
+                "split": split, "data_options": train.get("data_options"), "frame_stride": train.get("frame_stride")}
+    if spec.get("image_size"):
+        model, _ = load_model(weights, **size_option(spec["image_size"], train.get("anchor_reference")))
+    options = parse_data_options(spec["dataset"], spec.get("data_options"), training=False,
+                                 frame_stride=spec.get("frame_stride"))
+    return model, open_dataset(spec["dataset"], spec["data_root"], spec["split"],
+                               SSDTestTransform(model.input_size), **options)
 
 
 def _trained_model(config: dict, cell: str, seed: int, out: Path, train: dict):
@@ -190,16 +215,24 @@ def _stage(config: dict, cells: list[str], seeds: list[int], split: str, out: Pa
     return runs
 
 
+def _final(config: dict, cells: list[str], seeds: list[int], out: Path) -> dict:
+    """The final stage on every test split: ``{"final": primary, "final_<split>": others}``."""
+    stages = {}
+    splits = config.get("test_splits") or [config["train"].get("test_split", "test")]
+    for k, split in enumerate(splits):
+        runs = _stage(config, cells, seeds, split, out, config["train"])
+        stages["final" if k == 0 else f"final_{split}"] = {
+            "split": split, "runs": runs, "table": summarise(runs, cells, config),
+            "comparisons": compare_final(config, out, cells, seeds, split, load_outcomes)}
+    return stages
+
+
 def run_stages(config: dict, out: Path, stage: str | None = None) -> dict:
     """Run the stages the config asks for (see the module docstring); returns the results."""
-    cells, test_split = list(config["cells"]), config["train"].get("test_split", "test")
-    select_split = config.get("select_split")
+    cells, select_split = list(config["cells"]), config.get("select_split")
     results: dict = {"config": config, "stages": {}}
     if select_split is None:
-        runs = _stage(config, cells, config["seeds"], test_split, out, config["train"])
-        results["stages"]["final"] = {"split": test_split, "runs": runs, "table": summarise(runs, cells, config),
-                                      "comparisons": compare_final(config, out, cells, config["seeds"], test_split,
-                                                                   load_outcomes)}
+        results["stages"].update(_final(config, cells, config["seeds"], out))
         return results
     runs = _stage(config, cells, config["seeds"], select_split, out / "select",
                   {**config["train"], **config.get("select_train", {})})
@@ -208,10 +241,7 @@ def run_stages(config: dict, out: Path, stage: str | None = None) -> dict:
     results["stages"]["select"] = {"split": select_split, "runs": runs, "table": table, "finalists": finalists}
     if stage == "select":
         return results
-    runs = _stage(config, finalists, config["final_seeds"], test_split, out / "final", config["train"])
-    results["stages"]["final"] = {"split": test_split, "runs": runs, "table": summarise(runs, finalists, config),
-                                  "comparisons": compare_final(config, out / "final", finalists, config["final_seeds"],
-                                                               test_split, load_outcomes)}
+    results["stages"].update(_final(config, finalists, config["final_seeds"], out / "final"))
     return results
 
 

@@ -115,7 +115,8 @@ def markdown(results: dict, title: str) -> str:
     baseline = config["baseline"]
     names = {"select": "Selection on the validation split", "final": "Finalists on the test split"}
     for key, stage in results["stages"].items():
-        lines += [f"## {names[key] if 'select' in results['stages'] else 'Results'} (`{stage['split']}`)", ""]
+        title = names.get(key, f"Finalists on `{stage['split']}`") if "select" in results["stages"] else "Results"
+        lines += [f"## {title} (`{stage['split']}`)", ""]
         lines += _stage_table(stage, baseline) + [""]
         if "finalists" in stage:
             lines += [f"Finalists: {', '.join(stage['finalists'])}", ""]
