@@ -6,7 +6,9 @@
     python eval.py --detections runs/eval/detections.json --data-root ... --crowd-subset   # re-score only
 
 Model and dataset default to the training config saved beside the checkpoint. Writes
-DIR/report.json, DIR/report.md, DIR/pr_curve.png and DIR/detections.json (pixel boxes per image).
+DIR/report.json, DIR/report.md, DIR/pr_curve.png and DIR/detections.json (pixel boxes per image);
+with --errors also the crowd error analysis of repssd.eval.errors (DIR/errors.json, errors.md,
+errors.png, error_records.json), from the same inference pass.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from repssd.convert import WeightsError, config_beside, load_model
 from repssd.data import DatasetError, SSDTestTransform
 from repssd.data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
-from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
+from repssd.eval.errors import analyse, format_errors, write_errors
+from repssd.eval.inference import (candidate_options, ground_truth_of, image_ids, predict_dataset,
+                                   predict_with_candidates)
 from repssd.models import MODELS, size_option
 from repssd.options import NON_NEGATIVE, POSITIVE, bad_device, bad_option
 from repssd.postprocess import SCORES, postprocess_options
@@ -49,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     metric.add_argument("--crowd-subset", action="store_true", help="also report crowd-subset AP")
     metric.add_argument("--crowd-iou", type=float, default=0.1, help="same-class IoU that makes a crowd")
     metric.add_argument("--max-dets", type=int, default=100, help="COCO detections per image")
+    metric.add_argument("--errors", action="store_true", help="also the crowd error analysis of the person class "
+                        "(Repulsion Loss paper Sec. 3; python -m repssd.eval.errors for its options)")
     run = parser.add_argument_group("inference")
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--workers", type=int, default=2)
@@ -77,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(problem)
     if not opts.weights and not opts.detections:
         return fail("give --weights (run the model) or --detections (re-score saved detections)")
+    if opts.errors and opts.detections:
+        return fail("--errors needs --weights: it post-processes the model output a second time, without NMS")
     try:
         config = config_beside(opts.weights) if opts.weights and opts.weights.is_file() else {}
     except WeightsError as err:
@@ -113,7 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         post = postprocess_options(config, score=opts.score, conf_thresh=opts.conf_thresh, nms_thresh=opts.nms,
                                    top_k=opts.top_k)
-        detections = predict_dataset(model, dataset, opts.batch_size, opts.workers, opts.device, **post)
+        if opts.errors:  # one forward pass, post-processed twice: kept detections and candidates
+            try:
+                candidate_options(post)
+            except ValueError as err:  # Soft-NMS
+                return fail(f"--errors: {err}")
+            detections, candidates = predict_with_candidates(model, dataset, opts.batch_size, opts.workers,
+                                                             opts.device, **post)
+        else:
+            detections = predict_dataset(model, dataset, opts.batch_size, opts.workers, opts.device, **post)
         if ground_truth and all(d is None for d in detections):
             return fail(f"{root}: none of the {len(detections)} images of {kind} {split} can be read")
         out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_report(report, out)
     print(format_table(report))
     print(f"\nreport: {paths['json']}, {paths['markdown']}, {paths['plot']}")
+    if opts.errors:
+        label = names.index("person") + 1 if "person" in names else 1
+        errors = analyse(detections, candidates, ground_truth, post["nms_thresh"], label=label, ids=ids)
+        errors.update(class_name=names[label - 1] if label <= len(names) else str(label), dataset=kind, split=split)
+        error_paths = write_errors(errors, out)
+        print(f"\n{format_errors(errors)}\n\nerrors: {', '.join(str(p) for p in error_paths.values())}")
     return 0
 
 

@@ -49,7 +49,8 @@ from repssd.data.factory import class_names, open_dataset, parse_data_options
 from repssd.engine.config import ConfigError, TrainConfig, parse_options
 from repssd.eval import DetectionEvaluator
 from repssd.eval.bootstrap import Outcomes, detection_outcomes
-from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset
+from repssd.eval.errors import analyse
+from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset, predict_with_candidates
 from repssd.losses import build_criterion, parse_weights
 
 from .report import compare_final, markdown, plot, select_finalists, summarise
@@ -57,6 +58,7 @@ from .report import compare_final, markdown, plot, select_finalists, summarise
 __all__ = ["load_ablation", "run_one", "evaluate_run", "main"]
 
 RESERVED = ("seed", "output_dir", "resume", "eval_at_end")  # the runner sets these per run
+ERROR_SCORES, ERROR_FPPI = (0.5,), (0.1, 1.0)  # where each run's errors are decomposed (repssd.eval.errors)
 
 
 def load_ablation(path: Path) -> dict:
@@ -132,9 +134,12 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     options = {**train, **config["cells"][cell]}
     weights = Path(options["weights"]) if options.get("no_training") else folder / "checkpoints" / "last.pth"
     model, dataset = evaluation_set(config, split, train, model, weights)
-    detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0, progress=False,
-                                 **post)
+    detections, candidates = predict_with_candidates(model, dataset, batch_size=train.get("batch_size", 16), workers=0,
+                                                     progress=False, **post)
     ground_truth = ground_truth_of(dataset)
+    errors = analyse(detections, candidates, ground_truth, nms_thresh=post["nms_thresh"],
+                     score_thresholds=ERROR_SCORES, fppi=ERROR_FPPI, ids=image_ids(dataset))
+    (folder / f"errors_{split}.json").write_text(json.dumps(errors))
     crowd_iou = config.get("crowd_iou", 0.1)
     evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True, crowd_iou=crowd_iou)
     evaluator.process(detections, ground_truth, image_ids(dataset))
@@ -145,9 +150,37 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     metrics = {"cell": cell, "seed": seed, "split": split, "map": report["map"], "crowd_map": report["crowd"]["map"],
                "ap": report["ap"], "crowd_ap": report["crowd"]["ap"], "person_ap": report["crowdhuman"]["ap"],
                "person_mr": report["crowdhuman"]["mr"], "person_ji": report["crowdhuman"]["ji"], "crowd_boxes": report["crowd"]["num_boxes"],
-               "num_images": report["num_images"], "iterations": int((folder / "done").read_text())}
+               "num_images": report["num_images"], "iterations": int((folder / "done").read_text()),
+               "errors": {row["name"]: {k: row[k] for k in ("score_threshold", "fppi", "tp", "fp", "fp_by_category",
+                                                           "misses", "misses_by_cause", "npos")}
+                          for row in errors["thresholds"]}}
     done.write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: dict) -> dict:
+    """The run scored on ``split`` at each NMS IoU threshold of ``config["nms_sweep"]`` (cached in
+    ``nms_<split>.json``): mAP, crowd mAP, person AP and MR^-2 per threshold."""
+    folder = run_dir(out, cell, seed)
+    done = folder / f"nms_{split}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    model, post = _trained_model(config, cell, seed, out, train)
+    options = {**train, **config["cells"][cell]}
+    weights = Path(options["weights"]) if options.get("no_training") else folder / "checkpoints" / "last.pth"
+    model, dataset = evaluation_set(config, split, train, model, weights)
+    ground_truth, sweep = ground_truth_of(dataset), {"cell": cell, "seed": seed, "split": split, "nms": {}}
+    for nms in config["nms_sweep"]:
+        detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0,
+                                     progress=False, **{**post, "nms_thresh": float(nms)})
+        evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True,
+                                       crowd_iou=config.get("crowd_iou", 0.1))
+        evaluator.process(detections, ground_truth, image_ids(dataset))
+        report = evaluator.evaluate()
+        sweep["nms"][str(nms)] = {"map": report["map"], "crowd_map": report["crowd"]["map"],
+                                  "person_ap": report["crowdhuman"]["ap"], "person_mr": report["crowdhuman"]["mr"]}
+    done.write_text(json.dumps(sweep, indent=1))
+    return sweep
 
 
 def evaluation_set(config: dict, split: str, train: dict, model, weights: Path):
@@ -224,6 +257,9 @@ def _final(config: dict, cells: list[str], seeds: list[int], out: Path) -> dict:
         stages["final" if k == 0 else f"final_{split}"] = {
             "split": split, "runs": runs, "table": summarise(runs, cells, config),
             "comparisons": compare_final(config, out, cells, seeds, split, load_outcomes)}
+        if k == 0 and config.get("nms_sweep"):  # on the primary test split
+            stages["final"]["nms_sweep"] = [nms_sweep(config, cell, seed, out, split, config["train"])
+                                            for cell in cells for seed in seeds]
     return stages
 
 

@@ -51,7 +51,8 @@ def select_finalists(config: dict, table: dict) -> list[str]:
     (default: every spec but the baseline's), its ``num_finalists`` best cells by crowd mAP (or the
     config's ``select_by`` metric) among those whose mAP is within one standard deviation of the
     baseline's (or above). Finalists are chosen per spec because each spec's defaults (its terms'
-    options) are chosen from them."""
+    options) are chosen from them. Cells named in ``references`` (e.g. the pretrained weights) are
+    always finalists."""
     baseline = config["baseline"]
     chosen = config.get("finalists", "auto")
     if chosen != "auto":
@@ -59,7 +60,7 @@ def select_finalists(config: dict, table: dict) -> list[str]:
     floor = table[baseline]["map"]["mean"] - table[baseline]["map"]["std"]
     specs = config.get("finalist_specs") or list(dict.fromkeys(
         row["loss"] for cell, row in table.items() if row["loss"] != table[baseline]["loss"]))
-    finalists = [baseline]
+    finalists = [baseline] + [c for c in config.get("references", []) if c != baseline]
     for spec in specs:
         eligible = [c for c in table if c != baseline and table[c]["loss"] == spec and table[c]["map"]["mean"] >= floor]
         eligible.sort(key=lambda c: table[c][config.get("select_by", "crowd_map")]["mean"], reverse=True)
@@ -109,6 +110,46 @@ def _stage_table(stage: dict, baseline: str) -> list[str]:
     return lines
 
 
+def _errors_table(stage: dict, row_name: str) -> list[str]:
+    """Mean over seeds of the error decomposition at one threshold (repssd.eval.errors), per cell."""
+    runs = [r for r in stage["runs"] if row_name in r.get("errors", {})]
+    if not runs:
+        return []
+    fp_names = list(runs[0]["errors"][row_name]["fp_by_category"])
+    miss_names = list(runs[0]["errors"][row_name]["misses_by_cause"])
+    lines = [f"Errors at {row_name} (mean over seeds; false positives by kind, missed people by cause):", "",
+             "| cell | score thr. | TP | FP | " + " | ".join(fp_names) + " | missed | " + " | ".join(miss_names) + " |",
+             "|" + " --- |" * (5 + len(fp_names) + len(miss_names))]
+    for cell in stage["table"]:
+        mine = [r["errors"][row_name] for r in runs if r["cell"] == cell]
+        if not mine:
+            continue
+        mean = lambda get: float(np.mean([get(e) for e in mine]))  # noqa: E731
+        cells = [f"{mean(lambda e: e['score_threshold']):.3f}", f"{mean(lambda e: e['tp']):.1f}",
+                 f"{mean(lambda e: e['fp']):.1f}"]
+        cells += [f"{mean(lambda e, n=n: e['fp_by_category'][n]):.1f}" for n in fp_names]
+        cells.append(f"{mean(lambda e: e['misses']):.1f}")
+        cells += [f"{mean(lambda e, n=n: e['misses_by_cause'][n]):.1f}" for n in miss_names]
+        lines.append(f"| {cell} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _nms_table(stage: dict) -> list[str]:
+    """mAP / crowd mAP / MR^-2 per NMS threshold, mean over seeds, per cell."""
+    sweeps = stage.get("nms_sweep") or []
+    if not sweeps:
+        return []
+    thresholds = list(sweeps[0]["nms"])
+    lines = [f"NMS threshold sweep on `{stage['split']}` (mean over seeds: mAP / crowd mAP / MR^-2):", "",
+             "| cell | " + " | ".join(f"NMS {t}" for t in thresholds) + " |", "|" + " --- |" * (1 + len(thresholds))]
+    for cell in dict.fromkeys(s["cell"] for s in sweeps):
+        mine = [s["nms"] for s in sweeps if s["cell"] == cell]
+        row = [" / ".join(f"{np.nanmean([np.nan if m[t][k] is None else m[t][k] for m in mine]):.3f}"
+                          for k in ("map", "crowd_map", "person_mr")) for t in thresholds]
+        lines.append(f"| {cell} | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def markdown(results: dict, title: str) -> str:
     """results.md: one table per stage, the finalists, and the bootstrap intervals."""
     config, lines = results["config"], [f"# {title}", ""]
@@ -120,6 +161,9 @@ def markdown(results: dict, title: str) -> str:
         lines += _stage_table(stage, baseline) + [""]
         if "finalists" in stage:
             lines += [f"Finalists: {', '.join(stage['finalists'])}", ""]
+        for row_name in dict.fromkeys(n for r in stage["runs"] for n in r.get("errors", {})):
+            lines += _errors_table(stage, row_name)
+        lines += _nms_table(stage)
         for cell, comp in stage.get("comparisons", {}).items():
             parts = [f"{label} {c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
                      for label, c in (("mAP", comp["map"]), ("crowd mAP", comp["crowd_map"]))]

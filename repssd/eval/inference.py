@@ -14,7 +14,10 @@ from ..data import collate
 from ..inputs import InputError
 from ..postprocess import detect
 
-__all__ = ["predict_dataset", "ground_truth_of", "scored_images", "image_ids", "load_image"]
+__all__ = ["predict_dataset", "predict_with_candidates", "candidate_options", "ground_truth_of", "scored_images",
+           "image_ids", "load_image"]
+
+NO_LIMIT = 1 << 40  # top_k for candidates: no per-image cap
 
 
 class _NoSubstitutes(Dataset):
@@ -52,7 +55,6 @@ def _collate_readable(items: list) -> tuple[list[int], list[int], list[str], dic
             collate([sample for _, sample in good]) if good else None)
 
 
-@torch.no_grad()
 def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 16, workers: int = 0,
                     device: torch.device | str | None = None, progress: bool = True,
                     **detect_options) -> list[dict | None]:
@@ -60,25 +62,71 @@ def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 16, wo
     ``SSDTestTransform``) -> per image ``{"boxes": [N, 4] pixel xyxy, "scores", "labels"}``, in the
     dataset's order; None for an image that cannot be read (with a warning naming it). The
     evaluator leaves such images out of both detections and ground truth."""
+    return _predict(model, dataset, batch_size, workers, device, progress, [detect_options])[0]
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, dataset: Dataset, batch_size: int, workers: int, device, progress: bool,
+             options: list[dict]) -> list[list[dict | None]]:
+    """One forward pass per batch, post-processed once per entry of ``options``: per entry, the
+    detections of every image (pixel boxes) in the dataset's order, None where unreadable."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval().to(device)
     loader = DataLoader(_NoSubstitutes(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=_collate_readable)
-    results: list[dict | None] = [None] * len(loader.dataset)
+    results: list[list[dict | None]] = [[None] * len(loader.dataset) for _ in options]
     for indices, _, errors, batch in tqdm(loader, desc="inference", unit="batch", disable=not progress, leave=False):
         for error in errors:
-            warnings.warn(f"{error}; left out of the evaluation (detections and ground truth)", stacklevel=2)
+            warnings.warn(f"{error}; left out of the evaluation (detections and ground truth)", stacklevel=3)
         if batch is None:
             continue
         loc, conf = model(model.preprocess(batch["images"].to(device, non_blocking=True)))
         sizes = batch["sizes"].to(device)
-        for index, det, (height, width) in zip(indices, detect(loc, conf, model.priors, **detect_options), sizes):
-            scale = torch.stack([width, height, width, height]).to(det.boxes.dtype)
-            results[index] = {"boxes": (det.boxes * scale).cpu(), "scores": det.scores.cpu(),
+        for out, post in zip(results, options):
+            for index, det, (height, width) in zip(indices, detect(loc, conf, model.priors, **post), sizes):
+                scale = torch.stack([width, height, width, height]).to(det.boxes.dtype)
+                out[index] = {"boxes": (det.boxes * scale).cpu(), "scores": det.scores.cpu(),
                               "labels": det.labels.cpu()}
     model.train(was_training)
     return results
+
+
+def candidate_options(detect_options: dict) -> dict:
+    """:func:`detect` keywords for the *candidates* of ``detect_options``' output: the same
+    post-processing (score function, conf_thresh, candidates per class, clipping) with NMS disabled
+    (torchvision's NMS suppresses IoU > threshold, so 1.0 suppresses nothing) and no ``top_k`` cap.
+    Every kept detection is then a candidate with an identical box and score. Soft-NMS changes the
+    scores it keeps, so it has no such candidates (ValueError)."""
+    if detect_options.get("method", "nms") != "nms":
+        raise ValueError(f"candidates need hard NMS; {detect_options['method']} changes the scores it keeps")
+    return {**detect_options, "nms_thresh": 1.0, "top_k": NO_LIMIT}
+
+
+def predict_with_candidates(model: nn.Module, dataset: Dataset, batch_size: int = 16, workers: int = 0,
+                            device: torch.device | str | None = None, progress: bool = True,
+                            **detect_options) -> tuple[list[dict | None], list[dict | None]]:
+    """:func:`predict_dataset` and, from the same network outputs (one forward pass per batch),
+    the candidates (:func:`candidate_options`) -> (kept, candidates), both per image in the
+    dataset's order, None for an unreadable image. Every kept detection is a candidate (box,
+    score and label identical)."""
+    kept, candidates = _predict(model, dataset, batch_size, workers, device, progress,
+                                [detect_options, candidate_options(detect_options)])
+    return kept, [c if k is None else _with_kept(k, c) for k, c in zip(kept, candidates)]
+
+
+def _with_kept(kept: dict, candidates: dict) -> dict:
+    """``candidates`` plus any kept detection they lack, best first. Only equal scores at the
+    per-class ``candidates`` cap cause one: torch.topk's choice among ties depends on its k, which
+    differs between the two post-processings."""
+    same = (kept["boxes"][:, None] == candidates["boxes"][None]).all(-1)  # [K,C]
+    same &= (kept["scores"][:, None] == candidates["scores"]) & (kept["labels"][:, None] == candidates["labels"])
+    lacking = ~same.any(1)
+    if not lacking.any():
+        return candidates
+    joined = {key: torch.cat([candidates[key], kept[key][lacking]]) for key in candidates}
+    order = joined["scores"].argsort(descending=True, stable=True)
+    return {key: value[order] for key, value in joined.items()}
 
 
 def scored_images(detections: Sequence, ground_truth: Sequence) -> tuple[list, list, list[int]]:
