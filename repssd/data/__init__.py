@@ -5,6 +5,7 @@ from .citypersons import CityPersonsDetection
 from .classes import VOC_CLASSES
 from .coco import COCODetection
 from .collate import collate
+from .copypaste import CrowdCopyPaste, PersonBank, copy_paste_then
 from .crowdhuman import CrowdHumanDetection
 from .mot import MOTDetection
 from .pennfudan import PennFudanDetection
@@ -14,4 +15,4 @@ from .widerperson import WiderPersonDetection
 
 __all__ = ["VOC_CLASSES", "DatasetError", "DetectionDataset", "Problem", "VOCDetection", "voc0712", "read_classes",
            "COCODetection", "CrowdHumanDetection", "PennFudanDetection", "CityPersonsDetection", "MOTDetection",
-           "WiderPersonDetection", "SSDTrainTransform", "SSDTestTransform", "collate"]
+           "WiderPersonDetection", "CrowdCopyPaste", "PersonBank", "copy_paste_then", "SSDTrainTransform", "SSDTestTransform", "collate"]

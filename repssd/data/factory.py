@@ -77,8 +77,8 @@ def _voc0712(root: Path, split: str, transform, strict: bool, **options) -> Data
     return voc0712(root, sets, transform=transform, strict=strict, **options)
 
 
-def _coco(root: Path, split: str, transform, strict: bool) -> Dataset:
-    return COCODetection(root / "annotations" / f"instances_{split}.json", root / split, transform, strict)
+def _coco(root: Path, split: str, transform, strict: bool, **options) -> Dataset:
+    return COCODetection(root / "annotations" / f"instances_{split}.json", root / split, transform, strict, **options)
 
 
 def _crowdhuman(root: Path, split: str, transform, strict: bool, **options) -> Dataset:

@@ -7,6 +7,7 @@
     python -m repssd.data.stats widerperson $DATA/WiderPerson --split val
     python -m repssd.data.stats coco annotations/instances_val2017.json --images val2017      # a file + its images
     python -m repssd.data.stats crowdhuman annotation_val.odgt --images Images [--box vbox]
+    python -m repssd.data.stats pennfudan data/PennFudanPed --split train --copy-paste per_image=2-6 [--samples N]
 
 Prints the number of images, boxes per class (difficult and ignore counted apart), crowd boxes
 (IoU > 0.1 with another box of the same class, the Repulsion Loss paper's subset) and images
@@ -15,7 +16,9 @@ crowd statistics the literature compares datasets by (CrowdHuman paper, Shao et 
 Tables 2 and 4 and Sec. 3.3), next to its published figures: persons per image, same-class pairs
 per image with IoU > 0.3 / 0.5, and (datasets whose targets carry ``visibility``: CityPersons,
 MOT, CrowdHuman) the share of persons that are bare (occlusion <= 30%), partial (30-70%) and
-heavy (> 70%), with the visibility histogram.
+heavy (> 70%), with the visibility histogram. With ``--copy-paste OPTIONS`` the statistics are those of
+``--samples`` images of the split (drawn with ``--seed``) after :class:`~repssd.data.copypaste.CrowdCopyPaste`
+with those options, its person bank cut from the same split.
 """
 from __future__ import annotations
 
@@ -23,19 +26,22 @@ import argparse
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from ..boxes import box_iou
 from ..eval.crowd import crowd_mask
-from .base import DatasetError, DetectionDataset
+from ..inputs import InputError
+from .base import DatasetError, DetectionDataset, Record
 from .coco import COCODetection
+from .copypaste import CrowdCopyPaste, PersonBank, parse_copy_paste
 from .crowdhuman import CrowdHumanDetection
 from .factory import DATASET_KINDS, parse_data_options
 from .factory import open_dataset as factory_open
 
-__all__ = ["dataset_stats", "format_stats", "open_dataset", "PUBLISHED"]
+__all__ = ["dataset_stats", "format_stats", "open_dataset", "copy_paste_sample", "PUBLISHED"]
 
 # CrowdHuman paper (arXiv 1805.00123), training subsets: persons/image (Table 2), pairs/image with
 # IoU > 0.3 and > 0.5 (Table 4), bare / partial occlusion shares (Sec. 3.3; heavy = the rest).
@@ -53,10 +59,32 @@ def open_dataset(kind: str, path: Path, split: str | None = None, images: Path |
     if kind in ("coco", "crowdhuman") and path.is_file():
         if images is None:
             raise DatasetError(f"{kind} needs --images, the folder of its image files")
-        return COCODetection(path, images) if kind == "coco" else CrowdHumanDetection(path, images, box=box)
+        masks = {"masks": True} if options.get("masks") else {}  # --copy-paste; other options are the factory's
+        return COCODetection(path, images, **masks) if kind == "coco" else CrowdHumanDetection(path, images, box=box,
+                                                                                               **masks)
     if kind == "crowdhuman":
         options["box"] = box
     return factory_open(kind, path, split or DATASET_KINDS[kind].default_split, **options)
+
+
+def copy_paste_sample(ds: DetectionDataset, options: str, samples: int | None = None, seed: int = 0):
+    """``samples`` images of ``ds`` (opened with ``masks=True``; default: as many as it has) drawn
+    with ``seed``, each after :class:`CrowdCopyPaste` with ``options`` and a bank cut from ``ds``:
+    an object with the ``records``, ``classes`` and ``problems`` :func:`dataset_stats` reads."""
+    paste = CrowdCopyPaste(PersonBank.from_dataset(ds), label=ds.classes.index("person") + 1,
+                           **parse_copy_paste(options))
+    order, records = np.random.default_rng(seed).permutation(len(ds)), []
+    for n in range(len(ds) if samples is None else samples):
+        record = ds.records[order[n % len(ds)]]
+        torch.manual_seed(seed * 1_000_003 + n)
+        try:
+            _, target = paste(*ds.load(int(order[n % len(ds)])))
+        except InputError:
+            continue
+        records.append(Record(record.id, record.file, record.width, record.height,
+                              *(target[k].tolist() for k in ("boxes", "labels", "difficult", "ignore", "visible",
+                                                              "visibility"))))
+    return SimpleNamespace(records=records, classes=ds.classes, problems=ds.problems)
 
 
 def dataset_stats(ds: DetectionDataset, crowd_iou: float = 0.1) -> dict:
@@ -133,6 +161,22 @@ def format_stats(stats: dict, classes: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _open(opts: argparse.Namespace, options: dict):
+    """The dataset of the command line; with --copy-paste, its sample after copy-paste."""
+    if not opts.copy_paste:
+        return open_dataset(opts.kind, opts.path, opts.split, opts.images, opts.box, **options)
+    try:
+        ds = open_dataset(opts.kind, opts.path, opts.split, opts.images, opts.box, masks=True, **options)
+    except TypeError as err:
+        if "masks" not in str(err):
+            raise
+        raise DatasetError(f"--copy-paste needs instance masks, which {opts.kind} does not give") from None
+    try:
+        return copy_paste_sample(ds, opts.copy_paste, opts.samples, opts.seed)
+    except ValueError as err:  # DatasetError included
+        raise DatasetError(f"--copy-paste: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m repssd.data.stats", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,10 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-options", help="loader options, key=value,... (as train.py's)")
     parser.add_argument("--frame-stride", type=int, help="mot: every N-th frame")
     parser.add_argument("--crowd-iou", type=float, default=0.1)
+    parser.add_argument("--copy-paste", help="statistics after crowd copy-paste with these options, key=value,... "
+                        "(as train.py's --copy-paste; kinds with masks: pennfudan, coco)")
+    parser.add_argument("--samples", type=int, help="--copy-paste: images to sample (default: as many as the split "
+                        "has)")
+    parser.add_argument("--seed", type=int, default=0, help="--copy-paste: seed of the sampling and pasting")
     opts = parser.parse_args(argv)
     try:
         options = parse_data_options(opts.kind, opts.data_options, frame_stride=opts.frame_stride)
-        ds = open_dataset(opts.kind, opts.path, opts.split, opts.images, opts.box, **options)
+        ds = _open(opts, options)
     except DatasetError as err:
         print(f"repssd.data.stats: {err}", file=sys.stderr)
         return 2

@@ -46,6 +46,10 @@ class TrainConfig:
     keep_difficult: bool = _opt(False, "train on VOC objects marked difficult (ssd.pytorch drops them from "
                                 "training; evaluation always ignores them)", "data")
     zoom_out: float = _opt(4.0, "largest zoom-out ratio of the augmentation (the paper's 4; 1: none)", "data")
+    copy_paste: str = _opt("", "crowd copy-paste before the augmentation: people cut out with their masks from the "
+                           "training split (pennfudan, coco) pasted next to each image's people, key=value,... e.g. "
+                           "per_image=2-6,overlap=0.3-0.7,scale=0.8-1.2,p=1.0 (repssd.data.copypaste); empty: off",
+                           "data")
     # * Loss
     loss: str = _opt("multibox", "loss spec, terms joined by + (multibox+repgt+repbox)", "loss")
     loss_weights: str = _opt("", "output weights, e.g. repgt=0.5,repbox=0.5", "loss")
@@ -139,6 +143,12 @@ class TrainConfig:
             or bad_device(self.device) or bad_output(self.output_dir, "--output-dir")
         if problem:
             raise ConfigError(problem)
+        if self.copy_paste:
+            from ..data.copypaste import parse_copy_paste
+            try:
+                parse_copy_paste(self.copy_paste)
+            except ValueError as err:
+                raise ConfigError(f"--copy-paste: {err}") from None
         if not 0.0 < self.ignore_iof <= 1.0:
             raise ConfigError(f"--ignore-iof must be in (0, 1], got {self.ignore_iof}")
 

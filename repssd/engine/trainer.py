@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..convert import WeightsError, config_beside, load_weights, read_weights
-from ..data import SSDTestTransform, SSDTrainTransform, collate
+from ..data import DatasetError, SSDTestTransform, SSDTrainTransform, collate
+from ..data.copypaste import CrowdCopyPaste, PersonBank, copy_paste_then, parse_copy_paste
 from ..data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
@@ -87,14 +88,36 @@ class Trainer:
             raise ConfigError(str(err)) from None
         mean = probe.normalize.mean.flatten().tolist()
         self.image_size = probe.input_size
-        self.train_set = open_dataset(c.dataset, c.data_root, c.train_split,
-                                      SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out),
-                                      **self._data_options(training=True))
+        augment = SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out)
+        self.train_set = (self._copy_paste_set(augment) if c.copy_paste else
+                          open_dataset(c.dataset, c.data_root, c.train_split, augment,
+                                       **self._data_options(training=True)))
         if len(self.train_set) == 0:
             raise ConfigError(f"{c.data_root}: the {c.train_split!r} split has no usable images")
         self.classes = class_names(self.train_set)
         steps_per_epoch = math.ceil(len(self.train_set) / (c.batch_size * self.dist.world_size))
         self.max_iter = c.max_iter if c.max_iter is not None else c.epochs * steps_per_epoch
+
+    def _copy_paste_set(self, augment: SSDTrainTransform) -> Dataset:
+        """--copy-paste: the training split opened with its instance masks, the person bank cut from
+        it and nothing else (checked against the test split's ids), copy-paste before ``augment``."""
+        c = self.config
+        try:
+            train = open_dataset(c.dataset, c.data_root, c.train_split, masks=True, **self._data_options(training=True))
+        except TypeError as err:
+            if "masks" not in str(err):
+                raise
+            raise ConfigError(f"--copy-paste needs instance masks, which --dataset {c.dataset} does not give "
+                              "(datasets with masks: pennfudan, coco)") from None
+        try:
+            bank = PersonBank.from_dataset(train)
+            held_out = open_dataset(c.dataset, c.data_root, c.test_split, **self._data_options(training=False))
+            bank.check_held_out(getattr(held_out, "ids", ()), f"--test-split {c.test_split!r}")
+            paste = CrowdCopyPaste(bank, label=train.classes.index("person") + 1, **parse_copy_paste(c.copy_paste))
+        except (DatasetError, ValueError) as err:
+            raise ConfigError(f"--copy-paste: {err}") from None
+        train.transform = copy_paste_then(paste, augment)
+        return train
 
     def _data_options(self, training: bool) -> dict:
         """Loader options from --data-options / --frame-stride; VOC "difficult" objects are left out
