@@ -35,6 +35,7 @@ one; ``test_splits`` (a list) scores the finalists on each, the first being the 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import sys
@@ -281,12 +282,14 @@ def run_stages(config: dict, out: Path, stage: str | None = None) -> dict:
     return results
 
 
-PUBLISHED_FILES = ("config.json", "log.jsonl", "done", "metrics_*.json", "outcomes_*.npz")
+PUBLISHED_FILES = ("config.json", "log.jsonl", "done", "metrics_*.json", "outcomes_*.npz", "nms_*.json")
 
 
-def publish(out: Path, target: Path) -> None:
-    """Copy what the results stand on (tables, plot, each run's config, log, metrics and detection
-    outcomes; no checkpoints) to ``target``, e.g. a folder committed with the code. Copied back
+def publish(out: Path, target: Path, record_splits: tuple[str, ...] = ()) -> None:
+    """Copy what the results stand on (tables, plot, each run's config, log, metrics, detection
+    outcomes, error counts and NMS sweep; no checkpoints) to ``target``, e.g. a folder committed
+    with the code; the per-image error records of the final runs on ``record_splits``
+    (the config's ``publish_records``). Copied back
     into an output folder, it lets the runner rebuild the tables and bootstrap without retraining."""
     target.mkdir(parents=True, exist_ok=True)
     for name in ("results.json", "results.md", "ablation.png"):
@@ -297,6 +300,16 @@ def publish(out: Path, target: Path) -> None:
             if file.parent.name.startswith("seed"):
                 (target / file.parent.relative_to(out)).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(file, target / file.relative_to(out))
+    for file in out.rglob("errors_*.json"):  # counts and curves; per-image records (gzipped): record_splits, final
+        if file.parent.name.startswith("seed"):
+            errors = json.loads(file.read_text())
+            records = errors.pop("records", [])
+            (target / file.parent.relative_to(out)).mkdir(parents=True, exist_ok=True)
+            (target / file.relative_to(out)).write_text(json.dumps(errors))
+            if "final" in file.relative_to(out).parts and file.stem.removeprefix("errors_") in record_splits:
+                name = file.name.replace("errors_", "error_records_") + ".gz"
+                with gzip.open(target / file.parent.relative_to(out) / name, "wt") as stream:
+                    json.dump(records, stream)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'ablation.png'}")
     if opts.publish:
-        publish(out, opts.publish)
+        publish(out, opts.publish, tuple(config.get("publish_records", ())))
         print(f"published to {opts.publish}")
     return 0
 
