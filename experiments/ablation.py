@@ -297,11 +297,11 @@ def publish(out: Path, target: Path, record_splits: tuple[str, ...] = ()) -> Non
             shutil.copy2(out / name, target / name)
     for pattern in PUBLISHED_FILES:
         for file in out.rglob(pattern):
-            if file.parent.name.startswith("seed"):
+            if file.parent.name.startswith("seed") and (file.parent / "done").exists():  # finished runs only
                 (target / file.parent.relative_to(out)).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(file, target / file.relative_to(out))
     for file in out.rglob("errors_*.json"):  # counts and curves; per-image records (gzipped): record_splits, final
-        if file.parent.name.startswith("seed"):
+        if file.parent.name.startswith("seed") and (file.parent / "done").exists():
             errors = json.loads(file.read_text())
             records = errors.pop("records", [])
             (target / file.parent.relative_to(out)).mkdir(parents=True, exist_ok=True)

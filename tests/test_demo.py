@@ -157,7 +157,7 @@ def test_bad_ablation_config_is_one_clear_error(tmp_path, capsys):
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.parametrize("name", ["ablation.ipynb", "repulsion_explained.ipynb"])
+@pytest.mark.parametrize("name", ["ablation.ipynb", "repulsion_explained.ipynb", "crowd_study.ipynb"])
 def test_notebooks_execute_without_errors(name, sweep_dir, monkeypatch):
     monkeypatch.setenv("REPSSD_ABLATION_DIR", str(sweep_dir))
     book = nbformat.read(ROOT / "notebooks" / name, as_version=4)
