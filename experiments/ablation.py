@@ -131,10 +131,7 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     done = folder / f"metrics_{split}.json"
     if done.exists():
         return json.loads(done.read_text())
-    model, post = _trained_model(config, cell, seed, out, train)
-    options = {**train, **config["cells"][cell]}
-    weights = Path(options["weights"]) if options.get("no_training") else folder / "checkpoints" / "last.pth"
-    model, dataset = evaluation_set(config, split, train, model, weights)
+    model, post, dataset = _scored(config, cell, seed, out, split, train)
     detections, candidates = predict_with_candidates(model, dataset, batch_size=train.get("batch_size", 16), workers=0,
                                                      progress=False, **post)
     ground_truth = ground_truth_of(dataset)
@@ -166,10 +163,7 @@ def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: 
     done = folder / f"nms_{split}.json"
     if done.exists():
         return json.loads(done.read_text())
-    model, post = _trained_model(config, cell, seed, out, train)
-    options = {**train, **config["cells"][cell]}
-    weights = Path(options["weights"]) if options.get("no_training") else folder / "checkpoints" / "last.pth"
-    model, dataset = evaluation_set(config, split, train, model, weights)
+    model, post, dataset = _scored(config, cell, seed, out, split, train)
     ground_truth, sweep = ground_truth_of(dataset), {"cell": cell, "seed": seed, "split": split, "nms": {}}
     for nms in config["nms_sweep"]:
         detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0,
@@ -182,6 +176,17 @@ def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: 
                                   "person_ap": report["crowdhuman"]["ap"], "person_mr": report["crowdhuman"]["mr"]}
     done.write_text(json.dumps(sweep, indent=1))
     return sweep
+
+
+def _scored(config: dict, cell: str, seed: int, out: Path, split: str, train: dict):
+    """(model, post-processing options, dataset) to score run (cell, seed) on ``split``: trained if
+    needed, then at the evaluation set's input size (see :func:`evaluation_set`)."""
+    model, post = _trained_model(config, cell, seed, out, train)
+    options = {**train, **config["cells"][cell]}
+    weights = Path(options["weights"]) if options.get("no_training") else \
+        run_dir(out, cell, seed) / "checkpoints" / "last.pth"
+    model, dataset = evaluation_set(config, split, train, model, weights)
+    return model, post, dataset
 
 
 def evaluation_set(config: dict, split: str, train: dict, model, weights: Path):
