@@ -23,6 +23,8 @@ With ``select_split`` (e.g. ``val``) the runner works in two stages:
 2. **final** (``OUTPUT/final/``, the ``train`` options): the finalists x ``final_seeds``, scored once on
    ``train.test_split``, with each finalist's paired difference from the baseline over seeds and
    a paired bootstrap over test images (95% intervals of the mAP and crowd-mAP differences).
+   When ``select_train`` changes nothing (both stages train alike), the final stage adopts each
+   finished selection run of the same cell and seed instead of training it again.
 
 Without ``select_split`` there is one stage: every cell x ``seeds`` on ``train.test_split``.
 Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` and ``OUTPUT/ablation.png``.
@@ -283,8 +285,51 @@ def run_stages(config: dict, out: Path, stage: str | None = None) -> dict:
     results["stages"]["select"] = {"split": select_split, "runs": runs, "table": table, "finalists": finalists}
     if stage == "select":
         return results
+    if _selection_is_final(config):
+        for cell in finalists:
+            for seed in config["final_seeds"]:
+                adopt_run(config, cell, seed, out / "select", out / "final")
     results["stages"].update(_final(config, finalists, config["final_seeds"], out / "final"))
     return results
+
+
+def _selection_is_final(config: dict) -> bool:
+    """Whether ``select_train`` changes none of the ``train`` options: then a selection run is the
+    final run of the same cell and seed, trained already."""
+    train = config["train"]
+    return all(k in train and train[k] == v for k, v in (config.get("select_train") or {}).items())
+
+
+RUN_RECORDS = ("config.json", "log.jsonl", "log.csv", "loss.png", "diagnostics.png", "done")
+
+
+def adopt_run(config: dict, cell: str, seed: int, select_out: Path, final_out: Path) -> bool:
+    """Reuse the finished selection run (cell, seed) as the final run when the two train alike
+    (:func:`_selection_is_final`): its last checkpoint and records are copied (the checkpoint
+    hard-linked where the file system allows) instead of training again. The test splits are still
+    scored only here, in the final stage. Returns whether the run was adopted."""
+    source, target = run_dir(select_out, cell, seed), run_dir(final_out, cell, seed)
+    weights = source / "checkpoints" / "last.pth"
+    if config["cells"][cell].get("no_training") or (target / "done").exists() \
+            or not (source / "done").exists() or not weights.exists():
+        return False
+    (target / "checkpoints").mkdir(parents=True, exist_ok=True)
+    copy = target / "checkpoints" / "last.pth"
+    copy.unlink(missing_ok=True)
+    try:
+        copy.hardlink_to(weights)
+    except OSError:
+        shutil.copy2(weights, copy)
+    for name in RUN_RECORDS[:-1]:
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+    record = json.loads((target / "config.json").read_text())
+    record.update(output_dir=str(target), adopted_from=str(source))
+    (target / "config.json").write_text(json.dumps(record, indent=1))
+    shutil.copy2(source / "done", target / "done")  # last: a half-copied run is not finished
+    print(f"== {cell}, seed {seed}: the selection run trains as the final one would; adopted from {source}",
+          flush=True)
+    return True
 
 
 PUBLISHED_FILES = ("config.json", "log.jsonl", "done", "metrics_*.json", "outcomes_*.npz", "nms_*.json")

@@ -122,6 +122,29 @@ def test_published_results_rebuild_the_tables_without_checkpoints(sweep_dir, tmp
     assert not list((tmp_path / "pub").rglob("*.pth"))
 
 
+def test_final_stage_adopts_selection_runs_that_train_alike(sweep_dir, tmp_path, capsys):
+    """select_train changing nothing: final seeds that were selection seeds are not trained again."""
+    config = yaml.safe_load((sweep_dir / "tiny.yaml").read_text())
+    config.update(select_train={"max_iter": 2}, seeds=[0], final_seeds=[0, 1], finalists=["repgt_paper"])
+    config["cells"] = {k: config["cells"][k] for k in ("multibox", "repgt_paper")}
+    path = tmp_path / "alike.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert ablation.main(["--config", str(path), "--output-dir", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    for cell in ("multibox", "repgt_paper"):
+        adopted, trained = (tmp_path / "out/final" / cell / f"seed{s}" for s in (0, 1))
+        record = json.loads((adopted / "config.json").read_text())
+        assert record["adopted_from"] == str(tmp_path / "out/select" / cell / "seed0")
+        assert record["output_dir"] == str(adopted) and "adopted_from" not in json.loads((trained / "config.json").read_text())
+        source = tmp_path / "out/select" / cell / "seed0/checkpoints/last.pth"
+        assert (adopted / "checkpoints/last.pth").read_bytes() == source.read_bytes()
+        assert (adopted / "metrics_test.json").exists() and not list((tmp_path / "out/select" / cell).rglob("metrics_test.json"))
+        assert f"== {cell}, seed 0: the selection run trains as the final one would" in out
+    # a select_train that differs (the sweep fixture's 1 iteration vs 2) adopts nothing
+    assert not ablation._selection_is_final(yaml.safe_load((sweep_dir / "tiny.yaml").read_text()))
+    assert not any("adopted_from" in p.read_text() for p in (sweep_dir / "final").rglob("config.json"))
+
+
 def test_a_fine_tuning_study_scores_its_starting_weights_untrained(ablation_dir, data, tmp_path):
     """A no_training cell scores train.weights as they are; other cells may set training options."""
     start = ablation_dir / "multibox" / "seed0"
