@@ -52,7 +52,7 @@ from repssd.data.factory import class_names, open_dataset, parse_data_options
 from repssd.engine.config import ConfigError, TrainConfig, parse_options
 from repssd.eval import DetectionEvaluator
 from repssd.eval.bootstrap import Outcomes, detection_outcomes
-from repssd.eval.errors import analyse
+from repssd.eval.errors import analyse, image_counts
 from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset, predict_with_candidates
 from repssd.losses import build_criterion, parse_weights
 
@@ -237,6 +237,19 @@ def load_outcomes(out: Path, cell: str, seed: int, split: str) -> dict[str, Outc
                 for prefix in ("all", "crowd")}
 
 
+def load_error_counts(out: Path, cell: str, seed: int, split: str, score_threshold: float = ERROR_SCORES[0]):
+    """Per-image error counts of the run on ``split`` (:func:`repssd.eval.errors.image_counts`), from
+    its error records: in ``errors_<split>.json`` or, published, ``error_records_<split>.json.gz``;
+    None where neither holds them."""
+    folder = run_dir(out, cell, seed)
+    errors, packed = folder / f"errors_{split}.json", folder / f"error_records_{split}.json.gz"
+    records = json.loads(errors.read_text()).get("records") if errors.exists() else None
+    if records is None and packed.exists():
+        with gzip.open(packed, "rt") as stream:
+            records = json.load(stream)
+    return None if records is None else image_counts(records, score_threshold)
+
+
 def ensure_data(config: dict) -> None:
     """Generate the synthetic set the config points at when it is missing."""
     generate = dict(config.get("generate") or {})
@@ -264,7 +277,7 @@ def _final(config: dict, cells: list[str], seeds: list[int], out: Path) -> dict:
         runs = _stage(config, cells, seeds, split, out, config["train"])
         stages["final" if k == 0 else f"final_{split}"] = {
             "split": split, "runs": runs, "table": summarise(runs, cells, config),
-            "comparisons": compare_final(config, out, cells, seeds, split, load_outcomes)}
+            "comparisons": compare_final(config, out, cells, seeds, split, load_outcomes, load_error_counts)}
         if k == 0 and config.get("nms_sweep"):  # on the primary test split
             stages["final"]["nms_sweep"] = [nms_sweep(config, cell, seed, out, split, config["train"])
                                             for cell in cells for seed in seeds]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repssd.eval.bootstrap import paired_bootstrap
+from repssd.eval.bootstrap import paired_bootstrap, paired_count_bootstrap
 
 __all__ = ["summarise", "select_finalists", "compare_final", "markdown", "plot"]
 
@@ -68,20 +68,33 @@ def select_finalists(config: dict, table: dict) -> list[str]:
     return finalists
 
 
+ERROR_COUNTS = ("fp", "crowd", "missed", "suppressed_neighbour")  # bootstrapped per image, at score >= 0.5
+ERROR_NAMES = {"fp": "false positives at score >= 0.5", "crowd": "crowd errors", "missed": "missed people",
+               "suppressed_neighbour": "suppressed by NMS under a neighbour"}
+
+
 def compare_final(config: dict, out: Path, cells: list[str], seeds: list[int], split: str,
-                  load_outcomes: Callable) -> dict:
-    """Paired bootstrap over the test images of each cell against the baseline (same seeds)."""
+                  load_outcomes: Callable, load_counts: Callable | None = None) -> dict:
+    """Paired bootstrap over the test images of each cell against the baseline (same seeds): mAP,
+    crowd mAP and, where ``load_counts(out, cell, seed, split)`` finds the runs' per-image error
+    counts (None where it does not), the error counts of :data:`ERROR_COUNTS` under ``"errors"``."""
     baseline, comparisons = config["baseline"], {}
     if baseline not in cells:
         return comparisons
     samples = int(config.get("bootstrap_samples", 1000))
     base = [load_outcomes(out, baseline, s, split) for s in seeds]
+    base_counts = [load_counts(out, baseline, s, split) for s in seeds] if load_counts else [None]
     for cell in cells:
         if cell == baseline:
             continue
         mine = [load_outcomes(out, cell, s, split) for s in seeds]
         comparisons[cell] = {key: paired_bootstrap([m[kind] for m in mine], [b[kind] for b in base], samples)
                              for key, kind in (("map", "all"), ("crowd_map", "crowd"))}
+        counts = [load_counts(out, cell, s, split) for s in seeds] if load_counts else [None]
+        if all(c is not None for c in counts + base_counts):
+            comparisons[cell]["errors"] = {key: paired_count_bootstrap([c[key] for c in counts],
+                                                                       [c[key] for c in base_counts], samples)
+                                           for key in ERROR_COUNTS}
     return comparisons
 
 
@@ -167,6 +180,8 @@ def markdown(results: dict, title: str) -> str:
         for cell, comp in stage.get("comparisons", {}).items():
             parts = [f"{label} {c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
                      for label, c in (("mAP", comp["map"]), ("crowd mAP", comp["crowd_map"]))]
+            parts += [f"{ERROR_NAMES[k]} {c['b']:.1f} -> {c['a']:.1f}, {c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"
+                      for k, c in comp.get("errors", {}).items()]
             lines.append(f"- {cell} − {baseline}, paired bootstrap over {comp['map']['num_images']} images "
                          f"({comp['map']['num_samples']} resamples, seeds paired), 95% interval: " + "; ".join(parts))
         lines.append("")

@@ -105,14 +105,24 @@ def test_sweep_selects_on_val_and_tests_the_finalists_once(sweep_dir):
     assert all(r["iterations"] == 1 for r in select["runs"]) and all(r["iterations"] == 2 for r in final["runs"])
     comparison = final["comparisons"][best]
     assert comparison["map"]["low"] <= comparison["map"]["diff"] <= comparison["map"]["high"]
+    # error counts at score >= 0.5, bootstrapped over the same images: the totals are the runs' own
+    errors = comparison["errors"]
+    assert set(errors) == {"fp", "crowd", "missed", "suppressed_neighbour"}
+    rows = {c: [r for r in final["runs"] if r["cell"] == c] for c in select["finalists"]}
+    for key, total in (("fp", lambda e: e["fp"]), ("missed", lambda e: e["misses"]),
+                       ("crowd", lambda e: e["fp_by_category"]["crowd"])):
+        assert errors[key]["a"] == pytest.approx(np.mean([total(r["errors"]["score>=0.5"]) for r in rows[best]]))
+        assert errors[key]["b"] == pytest.approx(np.mean([total(r["errors"]["score>=0.5"]) for r in rows["multibox"]]))
+        assert errors[key]["low"] <= errors[key]["diff"] <= errors[key]["high"]
     assert final["table"][best]["paired"]["seeds"] == [0, 1, 2]
     text = (sweep_dir / "results.md").read_text()
     assert "Selection on the validation split" in text and "paired bootstrap over 3 images" in text
 
 
 def test_published_results_rebuild_the_tables_without_checkpoints(sweep_dir, tmp_path):
-    ablation.publish(sweep_dir, tmp_path / "pub")
+    ablation.publish(sweep_dir, tmp_path / "pub", ("test",))
     assert not list((tmp_path / "pub").rglob("*.pth")) and (tmp_path / "pub/results.md").exists()
+    assert (tmp_path / "pub/final/multibox/seed2/error_records_test.json.gz").exists()
     assert (tmp_path / "pub/final/multibox/seed2/outcomes_test.npz").exists()
     # the runner, pointed at the published copy, rebuilds everything from it (nothing to train)
     assert ablation.main(["--config", str(sweep_dir / "tiny.yaml"), "--output-dir", str(tmp_path / "pub")]) == 0

@@ -20,7 +20,7 @@ from .inference import scored_images
 from .crowd import crowd_ground_truth
 from .voc import match_all
 
-__all__ = ["Outcomes", "detection_outcomes", "resampled_map", "paired_bootstrap"]
+__all__ = ["Outcomes", "detection_outcomes", "resampled_map", "paired_bootstrap", "paired_count_bootstrap"]
 
 _CELLS = 1 << 22  # resample x detection cells per step
 
@@ -110,8 +110,7 @@ def paired_bootstrap(a: Sequence[Outcomes], b: Sequence[Outcomes], num_samples: 
     n = len(a[0].npos)
     if any(len(o.npos) != n for o in (*a, *b)):
         raise ValueError("paired bootstrap: every model must be scored on the same images")
-    rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(num_samples)])  # [R,N]
+    weights = _resamples(n, num_samples, seed)  # [R,N]
     ones = np.ones((1, n))
     diff = np.mean([resampled_map(x, weights, use_07_metric) - resampled_map(y, weights, use_07_metric)
                     for x, y in zip(a, b)], axis=0)  # [R]
@@ -120,3 +119,34 @@ def paired_bootstrap(a: Sequence[Outcomes], b: Sequence[Outcomes], num_samples: 
     tail = (1 - level) / 2
     return {"diff": observed, "low": float(np.quantile(diff, tail)), "high": float(np.quantile(diff, 1 - tail)),
             "p_le_0": float((diff <= 0).mean()), "num_samples": num_samples, "num_images": n}
+
+
+def _resamples(n: int, num_samples: int, seed: int) -> np.ndarray:
+    """Image multiplicities of ``num_samples`` bootstrap resamples of ``n`` images -> int64 [R, N]
+    (the same resamples for the same ``n`` and ``seed``, whichever statistic they serve)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(num_samples)])
+
+
+def paired_count_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray], num_samples: int = 1000, seed: int = 0,
+                           level: float = 0.95) -> dict:
+    """Bootstrap over images of ``mean_s sum(a_s) - mean_s sum(b_s)``: per-image counts (e.g. crowd
+    errors at a score threshold, from :func:`repssd.eval.errors.image_counts`), seeds paired.
+
+    Args:
+        a, b: one int array [N] per seed, counts on the same images in the same order.
+
+    Returns:
+        As :func:`paired_bootstrap`, plus ``"a"`` and ``"b"``: the observed totals (mean over seeds).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or a.shape != b.shape or not a.size:
+        raise ValueError(f"paired count bootstrap needs [seeds, images] counts of equal shape, got {a.shape} and "
+                         f"{b.shape}")
+    n = a.shape[1]
+    diff = _resamples(n, num_samples, seed) @ (a - b).mean(axis=0)  # [R]
+    tail = (1 - level) / 2
+    return {"diff": float((a - b).sum(axis=1).mean()), "low": float(np.quantile(diff, tail)),
+            "high": float(np.quantile(diff, 1 - tail)), "p_le_0": float((diff <= 0).mean()),
+            "num_samples": num_samples, "num_images": n, "a": float(a.sum(axis=1).mean()),
+            "b": float(b.sum(axis=1).mean())}

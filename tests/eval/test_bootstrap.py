@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from repssd.eval import crowd, voc
-from repssd.eval.bootstrap import detection_outcomes, paired_bootstrap, resampled_map
+from repssd.eval.bootstrap import detection_outcomes, paired_bootstrap, paired_count_bootstrap, resampled_map
 
 
 def scenes(seed, images=40, noise=5.0):
@@ -64,3 +64,23 @@ def test_paired_bootstrap_refuses_unpaired_inputs():
         paired_bootstrap([one, one], [one])
     with pytest.raises(ValueError, match="same images"):
         paired_bootstrap([one], [detection_outcomes(dets[:-1], gts[:-1])])
+
+
+def test_paired_count_bootstrap_resamples_images_with_seeds_paired():
+    rng = np.random.default_rng(4)
+    a, b = rng.poisson(2.0, (3, 25)), rng.poisson(3.0, (3, 25))  # 3 seeds x 25 images
+    result = paired_count_bootstrap(a, b, num_samples=200, seed=5)
+    assert result["diff"] == pytest.approx(np.mean(a.sum(1) - b.sum(1)))
+    assert result["a"] == pytest.approx(a.sum(1).mean()) and result["b"] == pytest.approx(b.sum(1).mean())
+    draws = np.random.default_rng(5)  # the literal definition: resample image indices, same ones for every seed
+    literal = []
+    for _ in range(200):
+        idx = draws.integers(0, 25, 25)
+        literal.append(np.mean([a[s, idx].sum() - b[s, idx].sum() for s in range(3)]))
+    assert result["low"] == pytest.approx(np.quantile(literal, 0.025))
+    assert result["high"] == pytest.approx(np.quantile(literal, 0.975))
+    assert result["p_le_0"] == pytest.approx(np.mean(np.array(literal) <= 0))
+    same = paired_count_bootstrap(a, a, num_samples=30)
+    assert same["low"] == same["high"] == same["diff"] == 0.0
+    with pytest.raises(ValueError, match="equal shape"):
+        paired_count_bootstrap(a, b[:2])

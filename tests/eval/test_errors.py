@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.ops import batched_nms, box_iou
 
-from repssd.eval.errors import CAUSES, analyse, format_errors, write_errors
+from repssd.eval.errors import CAUSES, FP_CATEGORIES, MISS_CAUSES, analyse, format_errors, image_counts, write_errors
 from repssd.eval.inference import ground_truth_of
 
 NMS = 0.45
@@ -209,6 +209,21 @@ def test_batched_analysis_equals_the_literal_definitions_at_every_threshold():
             assert row["tp"] + row["misses"] == row["npos"] and sum(row["fp_by_category"].values()) == row["fp"]
             seen.update({k: v for k, v in {**row["fp_by_category"], **row["misses_by_cause"]}.items()})
     assert min(seen.values()) > 0 and len(seen) == 4 + len(CAUSES) - 1  # every category and cause occurs
+
+
+def test_per_image_counts_add_up_to_the_threshold_counts():
+    kept, candidates, truth = random_scenes(3)
+    result = analyse(kept, candidates, truth, NMS, score_thresholds=[0.25, 0.5], fppi=[])
+    for row, t in zip(result["thresholds"], (0.25, 0.5)):
+        counts = image_counts(result["records"], t)
+        assert all(len(v) == len(truth) for v in counts.values())
+        assert {k: int(counts[k].sum()) for k in FP_CATEGORIES} == row["fp_by_category"]
+        assert {k: int(counts[k].sum()) for k in MISS_CAUSES} == row["misses_by_cause"]
+        assert counts["fp"].sum() == row["fp"] and counts["missed"].sum() == row["misses"]
+        alone = analyse([kept[4]], [candidates[4]], [truth[4]], NMS, score_thresholds=[t], fppi=[])["thresholds"][0]
+        assert counts["crowd"][4] == alone["fp_by_category"]["crowd"] and counts["missed"][4] == alone["misses"]
+    with pytest.raises(ValueError, match="no outcome at score>=0.7"):
+        image_counts(result["records"], 0.7)
 
 
 def test_batched_result_equals_per_image_results():

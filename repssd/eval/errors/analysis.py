@@ -32,7 +32,7 @@ import numpy as np
 from ..miss_rate import _pairwise
 from ..voc import _array
 
-__all__ = ["analyse", "CATEGORIES", "CAUSES", "FP_CATEGORIES", "MISS_CAUSES"]
+__all__ = ["analyse", "image_counts", "CATEGORIES", "CAUSES", "FP_CATEGORIES", "MISS_CAUSES"]
 
 CATEGORIES = ("tp", "duplicate", "crowd", "localisation", "background", "ignored")
 FP_CATEGORIES = CATEGORIES[1:5]
@@ -271,3 +271,24 @@ def analyse(detections: Sequence[Mapping | None], candidates: Sequence[Mapping |
                        "misses": {name: [c["misses_by_cause"][name] for c in curve] for name in MISS_CAUSES},
                        "tp": [c["tp"] for c in curve]},
             "records": _records(kept, gt, out, _causes(out, thresholds), [r["name"] for r in rows], images, ids)}
+
+
+def image_counts(records: Sequence[Mapping], score_threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Per-image error counts at ``score_threshold`` (one of :func:`analyse`'s ``score_thresholds``)
+    from its per-image ``records``, in their order: every FP category and miss cause, ``"fp"`` and
+    ``"missed"`` their sums -> ``{name: int64 [N]}``; the columns sum to the thresholds' counts."""
+    name = f"score>={score_threshold:g}"
+    counts = {key: np.zeros(len(records), np.int64) for key in (*FP_CATEGORIES, "fp", *MISS_CAUSES, "missed")}
+    for i, record in enumerate(records):
+        for d in record["detections"]:
+            if d["score"] >= score_threshold and d["category"] in FP_CATEGORIES:
+                counts[d["category"]][i] += 1
+                counts["fp"][i] += 1
+        for g in record["ground_truth"]:
+            cause = g["outcome"].get(name)
+            if cause is None and not g["ignore"]:
+                raise ValueError(f"image {record['id']}: no outcome at {name}; analyse() was run without that threshold")
+            if cause in MISS_CAUSES:
+                counts[cause][i] += 1
+                counts["missed"][i] += 1
+    return counts
