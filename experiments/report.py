@@ -88,8 +88,10 @@ def compare_final(config: dict, out: Path, cells: list[str], seeds: list[int], s
         if cell == baseline:
             continue
         mine = [load_outcomes(out, cell, s, split) for s in seeds]
-        comparisons[cell] = {key: paired_bootstrap([m[kind] for m in mine], [b[kind] for b in base], samples)
-                             for key, kind in (("map", "all"), ("crowd_map", "crowd"))}
+        comparisons[cell] = {key: paired_bootstrap([m[kind] for m in mine], [b[kind] for b in base], samples,
+                                                   metric=metric)
+                             for key, kind, metric in (("map", "all", "map"), ("crowd_map", "crowd", "map"),
+                                                       ("person_mr", "all", "mr"))}
         counts = [load_counts(out, cell, s, split) for s in seeds] if load_counts else [None]
         if all(c is not None for c in counts + base_counts):
             comparisons[cell]["errors"] = {key: paired_count_bootstrap([c[key] for c in counts],
@@ -179,7 +181,8 @@ def markdown(results: dict, title: str) -> str:
         lines += _nms_table(stage)
         for cell, comp in stage.get("comparisons", {}).items():
             parts = [f"{label} {c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
-                     for label, c in (("mAP", comp["map"]), ("crowd mAP", comp["crowd_map"]))]
+                     for label, c in (("mAP", comp["map"]), ("crowd mAP", comp["crowd_map"]),
+                                      ("MR^-2 (VOC matching)", comp.get("person_mr"))) if c]
             parts += [f"{ERROR_NAMES[k]} {c['b']:.1f} -> {c['a']:.1f}, {c['diff']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"
                       for k, c in comp.get("errors", {}).items()]
             lines.append(f"- {cell} − {baseline}, paired bootstrap over {comp['map']['num_images']} images "

@@ -18,9 +18,11 @@ import numpy as np
 
 from .inference import scored_images
 from .crowd import crowd_ground_truth
+from .miss_rate import FPPI_POINTS
 from .voc import match_all
 
-__all__ = ["Outcomes", "detection_outcomes", "resampled_map", "paired_bootstrap", "paired_count_bootstrap"]
+__all__ = ["Outcomes", "detection_outcomes", "resampled_map", "resampled_miss_rate", "paired_bootstrap",
+           "paired_count_bootstrap"]
 
 _CELLS = 1 << 22  # resample x detection cells per step
 
@@ -92,9 +94,35 @@ def resampled_map(outcomes: Outcomes, weights: np.ndarray, use_07_metric: bool =
     return np.where(counted > 0, np.nansum(aps, axis=1) / np.maximum(counted, 1), 0.0)
 
 
+def resampled_miss_rate(outcomes: Outcomes, weights: np.ndarray, label: int = 1) -> np.ndarray:
+    """MR^-2 of class ``label`` for each resample: ``weights (float [R, N])`` -> ``float [R]``.
+
+    The CrowdHuman toolkit's log-average miss rate (:func:`repssd.eval.miss_rate.log_average_miss_rate`:
+    the miss rate at the first point where false positives per image reach each of its 9
+    references) computed from these VOC-matched outcomes, so it can differ slightly from the
+    toolkit-matched MR^-2 of ``eval.py`` (ignored GT and boundary conventions); 1.0 without
+    detections or GT.
+    """
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    mine = outcomes.labels == label
+    if not mine.any() or label >= outcomes.npos.shape[1]:
+        return np.ones(len(weights))
+    w = weights[:, outcomes.image[mine]]  # [R,D]
+    tp, fp = np.cumsum(w * outcomes.tp[mine], axis=1), np.cumsum(w * outcomes.fp[mine], axis=1)
+    npos = weights @ outcomes.npos[:, label]  # [R]
+    fppi = fp / np.maximum(weights.sum(axis=1), 1e-12)[:, None]
+    miss = 1.0 - tp / np.maximum(npos, 1e-12)[:, None]
+    below = (fppi[:, :, None] < FPPI_POINTS).sum(axis=1)  # [R,9]: fppi is non-decreasing, so the first index reaching it
+    index = np.minimum(below, fppi.shape[1] - 1)  # none reaches it: the last point
+    with np.errstate(divide="ignore"):
+        mr = np.exp(np.log(np.take_along_axis(miss, index, axis=1)).mean(axis=1))
+    return np.where(npos > 0, mr, 1.0)
+
+
 def paired_bootstrap(a: Sequence[Outcomes], b: Sequence[Outcomes], num_samples: int = 1000, seed: int = 0,
-                     use_07_metric: bool = True, level: float = 0.95) -> dict:
-    """Bootstrap over images of ``mean_s mAP(a_s) - mean_s mAP(b_s)``, seeds paired.
+                     use_07_metric: bool = True, level: float = 0.95, metric: str = "map") -> dict:
+    """Bootstrap over images of ``mean_s mAP(a_s) - mean_s mAP(b_s)``, seeds paired (``metric="mr"``:
+    of the person MR^-2, :func:`resampled_miss_rate`, where lower is better).
 
     Args:
         a, b: one :class:`Outcomes` per seed, on the same images in the same order, ``a[s]``
@@ -110,12 +138,16 @@ def paired_bootstrap(a: Sequence[Outcomes], b: Sequence[Outcomes], num_samples: 
     n = len(a[0].npos)
     if any(len(o.npos) != n for o in (*a, *b)):
         raise ValueError("paired bootstrap: every model must be scored on the same images")
+    if metric not in ("map", "mr"):
+        raise ValueError(f"paired bootstrap: metric must be 'map' or 'mr', got {metric!r}")
     weights = _resamples(n, num_samples, seed)  # [R,N]
+
+    def statistic(outcomes: Outcomes, w: np.ndarray) -> np.ndarray:
+        return resampled_map(outcomes, w, use_07_metric) if metric == "map" else resampled_miss_rate(outcomes, w)
+
+    diff = np.mean([statistic(x, weights) - statistic(y, weights) for x, y in zip(a, b)], axis=0)  # [R]
     ones = np.ones((1, n))
-    diff = np.mean([resampled_map(x, weights, use_07_metric) - resampled_map(y, weights, use_07_metric)
-                    for x, y in zip(a, b)], axis=0)  # [R]
-    observed = float(np.mean([resampled_map(x, ones, use_07_metric)[0] - resampled_map(y, ones, use_07_metric)[0]
-                              for x, y in zip(a, b)]))
+    observed = float(np.mean([statistic(x, ones)[0] - statistic(y, ones)[0] for x, y in zip(a, b)]))
     tail = (1 - level) / 2
     return {"diff": observed, "low": float(np.quantile(diff, tail)), "high": float(np.quantile(diff, 1 - tail)),
             "p_le_0": float((diff <= 0).mean()), "num_samples": num_samples, "num_images": n}

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from repssd.eval import crowd, voc
-from repssd.eval.bootstrap import detection_outcomes, paired_bootstrap, paired_count_bootstrap, resampled_map
+from repssd.eval.bootstrap import (detection_outcomes, paired_bootstrap, paired_count_bootstrap, resampled_map,
+                                   resampled_miss_rate)
+from repssd.eval.miss_rate import log_average_miss_rate
 
 
 def scenes(seed, images=40, noise=5.0):
@@ -42,6 +44,37 @@ def test_weights_equal_evaluating_the_resampled_image_list(seed):
     got = resampled_map(detection_outcomes(dets, gts), weights)
     expected = [voc.evaluate([dets[i] for i in p], [gts[i] for i in p])["map"] for p in picks]
     np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def literal_miss_rate(dets, gts):
+    """The toolkit's log-average miss rate of label 1 over the VOC-matched detections, as a list."""
+    o = detection_outcomes(dets, gts)
+    mine = o.labels == 1
+    return log_average_miss_rate(np.cumsum(o.fp[mine]), np.cumsum(o.tp[mine]), int(o.npos[:, 1].sum()), len(gts))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_weighted_miss_rate_equals_the_resampled_image_list(seed):
+    dets, gts = scenes(seed)
+    outcomes = detection_outcomes(dets, gts)
+    assert resampled_miss_rate(outcomes, np.ones((1, len(gts))))[0] == pytest.approx(literal_miss_rate(dets, gts))
+    rng = np.random.default_rng(200 + seed)
+    picks = [rng.integers(0, len(gts), len(gts)) for _ in range(4)]
+    weights = np.stack([np.bincount(p, minlength=len(gts)) for p in picks])
+    expected = [literal_miss_rate([dets[i] for i in p], [gts[i] for i in p]) for p in picks]
+    np.testing.assert_allclose(resampled_miss_rate(outcomes, weights), expected, atol=1e-12)
+    assert 0 < min(expected) and max(expected) < 1  # the references were reached, not the fallbacks
+
+
+def test_paired_bootstrap_of_the_miss_rate():
+    dets, gts = scenes(1, images=80, noise=2.0)
+    worse, _ = scenes(1, images=80, noise=12.0)
+    result = paired_bootstrap([detection_outcomes(dets, gts)], [detection_outcomes(worse, gts)], num_samples=200,
+                              metric="mr")
+    assert result["diff"] == pytest.approx(literal_miss_rate(dets, gts) - literal_miss_rate(worse, gts))
+    assert result["low"] <= result["diff"] <= result["high"] < 0  # the better model misses fewer
+    with pytest.raises(ValueError, match="metric must be"):
+        paired_bootstrap([detection_outcomes(dets, gts)], [detection_outcomes(dets, gts)], metric="ap")
 
 
 def test_paired_bootstrap_of_a_better_model():
