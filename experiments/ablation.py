@@ -101,6 +101,10 @@ def load_ablation(path: Path) -> dict:
     config.setdefault("output_dir", f"runs/ablation_{path.stem}")
     if config["baseline"] not in cells:
         raise ConfigError(f"{path}: baseline {config['baseline']!r} is not a cell")
+    for key in ("references", "extra_finalists"):
+        unknown = [c for c in config.get(key, []) if c not in cells]
+        if unknown:
+            raise ConfigError(f"{path}: {key}: {', '.join(map(repr, unknown))} not a cell")
     return config
 
 
@@ -237,16 +241,22 @@ def load_outcomes(out: Path, cell: str, seed: int, split: str) -> dict[str, Outc
                 for prefix in ("all", "crowd")}
 
 
-def load_error_counts(out: Path, cell: str, seed: int, split: str, score_threshold: float = ERROR_SCORES[0]):
-    """Per-image error counts of the run on ``split`` (:func:`repssd.eval.errors.image_counts`), from
-    its error records: in ``errors_<split>.json`` or, published, ``error_records_<split>.json.gz``;
-    None where neither holds them."""
+def load_error_records(out: Path, cell: str, seed: int, split: str) -> list[dict] | None:
+    """The per-image error records of the run on ``split`` (:func:`repssd.eval.errors.analyse`): from
+    ``errors_<split>.json`` or, published, ``error_records_<split>.json.gz``; None where neither has them."""
     folder = run_dir(out, cell, seed)
     errors, packed = folder / f"errors_{split}.json", folder / f"error_records_{split}.json.gz"
     records = json.loads(errors.read_text()).get("records") if errors.exists() else None
     if records is None and packed.exists():
         with gzip.open(packed, "rt") as stream:
             records = json.load(stream)
+    return records
+
+
+def load_error_counts(out: Path, cell: str, seed: int, split: str, score_threshold: float = ERROR_SCORES[0]):
+    """Per-image error counts of the run on ``split`` (:func:`repssd.eval.errors.image_counts`) from
+    its error records; None where they are not kept."""
+    records = load_error_records(out, cell, seed, split)
     return None if records is None else image_counts(records, score_threshold)
 
 

@@ -52,7 +52,7 @@ def select_finalists(config: dict, table: dict) -> list[str]:
     config's ``select_by`` metric) among those whose mAP is within one standard deviation of the
     baseline's (or above). Finalists are chosen per spec because each spec's defaults (its terms'
     options) are chosen from them. Cells named in ``references`` (e.g. the pretrained weights) are
-    always finalists."""
+    always finalists; so are those in ``extra_finalists``, added after the rule (the config says why)."""
     baseline = config["baseline"]
     chosen = config.get("finalists", "auto")
     if chosen != "auto":
@@ -65,7 +65,10 @@ def select_finalists(config: dict, table: dict) -> list[str]:
         eligible = [c for c in table if c != baseline and table[c]["loss"] == spec and table[c]["map"]["mean"] >= floor]
         eligible.sort(key=lambda c: table[c][config.get("select_by", "crowd_map")]["mean"], reverse=True)
         finalists += eligible[:config.get("num_finalists", 1)]
-    return finalists
+    unknown = [c for c in config.get("extra_finalists", []) if c not in table]
+    if unknown:
+        raise ValueError(f"extra_finalists: {', '.join(unknown)} not among the selection's cells")
+    return list(dict.fromkeys(finalists + list(config.get("extra_finalists", []))))
 
 
 ERROR_COUNTS = ("fp", "crowd", "missed", "suppressed_neighbour")  # bootstrapped per image, at score >= 0.5

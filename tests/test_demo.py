@@ -249,3 +249,41 @@ def test_summaries_carry_a_metric_that_does_not_apply_as_nan():
     from experiments.report import _mean_std
     stat = _mean_std([None, None])
     assert np.isnan(stat["mean"]) and _mean_std([0.5, 0.7])["mean"] == pytest.approx(0.6)
+
+
+def test_finalists_per_spec_with_references_and_extra_finalists():
+    from experiments.report import select_finalists
+
+    def row(loss, m, crowd):
+        return {"loss": loss, "map": {"mean": m, "std": 0.01}, "crowd_map": {"mean": crowd, "std": 0.0}}
+
+    table = {"mb": row("multibox", 0.30, 0.20), "ref": row("multibox", 0.10, 0.10), "g1": row("multibox+repgt", 0.30, 0.21),
+             "g2": row("multibox+repgt", 0.295, 0.25), "g3": row("multibox+repgt", 0.20, 0.30),  # g3: mAP too low
+             "b1": row("multibox+repgt+repbox", 0.31, 0.19)}
+    config = {"baseline": "mb", "references": ["ref"], "finalist_specs": ["multibox+repgt", "multibox+repgt+repbox"]}
+    assert select_finalists(config, table) == ["mb", "ref", "g2", "b1"]
+    assert select_finalists({**config, "extra_finalists": ["g1", "g2"]}, table) == ["mb", "ref", "g2", "b1", "g1"]
+    with pytest.raises(ValueError, match="extra_finalists: nope"):
+        select_finalists({**config, "extra_finalists": ["nope"]}, table)
+
+
+def test_localisation_study_rebuilds_the_runs_ap_from_their_error_records(sweep_dir, tmp_path, capsys):
+    from experiments import crowd_localisation
+    out = tmp_path / "loc.json"
+    assert crowd_localisation.main(["--config", str(sweep_dir / "tiny.yaml"), "--output-dir", str(sweep_dir),
+                                    "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["split"] == "test" and "Localisation, final" in capsys.readouterr().out
+    for row in result["runs"]:
+        metrics = json.loads((sweep_dir / "final" / row["cell"] / f"seed{row['seed']}/metrics_test.json").read_text())
+        assert row["ap50_voc07"] == pytest.approx(metrics["ap"]["person"], abs=1e-12)  # the rebuild is exact
+        assert row["ap50"] >= row["ap75"] and 0 <= row["ap50_95"] <= row["ap50"]
+        assert row["tp"] == 0 or 0.5 <= row["tp_iou"] <= 1
+    cell = next(iter(result["comparisons"]))
+    comp = result["comparisons"][cell]
+    assert comp["seeds"] == [0, 1, 2] and comp["bootstrap_ap75"]["low"] <= comp["bootstrap_ap75"]["diff"] <= comp["bootstrap_ap75"]["high"]
+    # published copies keep the records gzipped: the same numbers from there
+    ablation.publish(sweep_dir, tmp_path / "pub", ("test",))
+    assert crowd_localisation.main(["--config", str(sweep_dir / "tiny.yaml"), "--output-dir", str(tmp_path / "pub"),
+                                    "--out", str(tmp_path / "pub.json")]) == 0
+    assert json.loads((tmp_path / "pub.json").read_text())["runs"] == result["runs"]
