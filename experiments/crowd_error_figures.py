@@ -8,8 +8,9 @@ Reads the per-image error records the runner saved for two final runs of the sam
 crowd errors plus people suppressed by NMS under a neighbour, and draws both side by side at score
 >= 0.5: ground truth (green), true positives (blue), crowd-error false positives (red), other false
 positives (yellow), people suppressed under a neighbour's box (orange, dashed). Written to
-``experiments/results/<name>/figures/``. Only for datasets whose licence allows showing their images
-(MOTChallenge: CC BY-NC-SA 3.0, credited on the figure); never PennFudanPed.
+``<output_dir>/figures/`` (the runner's folder, not committed: the drawings contain the dataset's
+frames, which the repository does not repost; MOTChallenge's credit is drawn on each figure). The
+crowd-study notebook shows them where they exist locally.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="crowd_test")
     parser.add_argument("--frames", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="default: experiments/results/<config name>/figures")
+    parser.add_argument("--out", type=Path, help="default: <the config's output_dir>/figures")
     opts = parser.parse_args(argv)
     config = load_ablation(opts.config)
     out = Path(config["output_dir"])
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     files = {r.id: r.file for r in dataset.records}
     left, right = (_records(out, cell, opts.seed, opts.split) for cell in opts.cells)
     shown = sorted(left, key=lambda i: -abs(_count(left[i]) - _count(right[i])))[:opts.frames]
-    target = opts.out or Path("experiments/results") / opts.config.stem / "figures"
+    target = opts.out or out / "figures"
     target.mkdir(parents=True, exist_ok=True)
     for image_id in shown:
         image = cv2.imread(str(files[image_id]))
