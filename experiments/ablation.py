@@ -323,7 +323,7 @@ def _selection_is_final(config: dict) -> bool:
     return all(k in train and train[k] == v for k, v in (config.get("select_train") or {}).items())
 
 
-RUN_RECORDS = ("config.json", "log.jsonl", "log.csv", "loss.png", "diagnostics.png", "done")
+RUN_RECORDS = ("config.json", "log.jsonl", "log.csv", "loss.png", "diagnostics.png")  # and "done", last
 
 
 def adopt_run(config: dict, cell: str, seed: int, select_out: Path, final_out: Path) -> bool:
@@ -343,7 +343,7 @@ def adopt_run(config: dict, cell: str, seed: int, select_out: Path, final_out: P
         copy.hardlink_to(weights)
     except OSError:
         shutil.copy2(weights, copy)
-    for name in RUN_RECORDS[:-1]:
+    for name in RUN_RECORDS:
         if (source / name).exists():
             shutil.copy2(source / name, target / name)
     record = json.loads((target / "config.json").read_text())

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from repssd.boxes import box_iou
+from repssd.boxes import box_iou, pairwise_iog
 from repssd.eval import voc
-from repssd.eval.bootstrap import detection_outcomes, paired_bootstrap
+from repssd.eval.bootstrap import Outcomes, detection_outcomes, paired_bootstrap
 
 from .ablation import load_ablation, load_error_records, run_dir
 
@@ -65,29 +65,23 @@ def overlaps(records: list[dict], score_threshold: float = 0.5) -> tuple[np.ndar
             continue
         gt = torch.tensor([g["box"] for g in people], dtype=torch.float64)
         det = torch.tensor([d["box"] for d in tps], dtype=torch.float64)
-        inter_w = (torch.minimum(det[:, None, 2], gt[None, :, 2]) - torch.maximum(det[:, None, 0], gt[None, :, 0])).clamp(min=0)
-        inter_h = (torch.minimum(det[:, None, 3], gt[None, :, 3]) - torch.maximum(det[:, None, 1], gt[None, :, 1])).clamp(min=0)
-        iog = inter_w * inter_h / ((gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])).clamp(min=1e-12)[None]  # [D,G]
         own = torch.tensor([[g["index"] == d["gt"] for g in people] for d in tps])
-        iogs.append(iog.masked_fill(own, 0).max(dim=1).values.numpy())
+        iogs.append(pairwise_iog(det, gt).masked_fill(own, 0).max(dim=1).values.numpy())
         ious.append(box_iou(det, gt)[own].numpy())
     return np.concatenate(ious or [np.zeros(0)]), np.concatenate(iogs or [np.zeros(0)])
 
 
-def run_row(records: list[dict]) -> dict:
+def run_row(records: list[dict]) -> tuple[dict, Outcomes]:
+    """The run's row (module docstring) and its outcomes at IoU 0.75, for the bootstrap."""
     detections, ground_truth = rebuild(records)
     aps = {float(t): voc.evaluate(detections, ground_truth, iou_threshold=float(t), use_07_metric=False)["map"]
            for t in IOUS}
     iou, iog = overlaps(records)
-    return {"ap50_voc07": voc.evaluate(detections, ground_truth)["map"], "ap50": aps[0.5], "ap75": aps[0.75],
-            "ap50_95": float(np.mean(list(aps.values()))),
-            "tp_iou": float(iou.mean()) if len(iou) else None, "tp_iog": float(iog.mean()) if len(iog) else None,
-            "tp": int(len(iou))}
-
-
-def _outcomes(records: list[dict]) -> dict[float, object]:
-    detections, ground_truth = rebuild(records)
-    return {float(t): detection_outcomes(detections, ground_truth, iou_threshold=float(t)) for t in IOUS}
+    row = {"ap50_voc07": voc.evaluate(detections, ground_truth)["map"], "ap50": aps[0.5], "ap75": aps[0.75],
+           "ap50_95": float(np.mean(list(aps.values()))),
+           "tp_iou": float(iou.mean()) if len(iou) else None, "tp_iog": float(iog.mean()) if len(iog) else None,
+           "tp": int(len(iou))}
+    return row, detection_outcomes(detections, ground_truth, iou_threshold=0.75)
 
 
 def study(config: dict, out: Path, stage: str, split: str, samples: int) -> dict:
@@ -100,8 +94,8 @@ def study(config: dict, out: Path, stage: str, split: str, samples: int) -> dict
             records = load_error_records(folder, cell, seed, split)
             if records is None:
                 continue
-            rows.append({"cell": cell, "seed": seed, **run_row(records)})
-            outcomes[cell, seed] = _outcomes(records)
+            row, outcomes[cell, seed] = run_row(records)
+            rows.append({"cell": cell, "seed": seed, **row})
     baseline, comparisons = config["baseline"], {}
     base = {r["seed"]: r for r in rows if r["cell"] == baseline}
     for cell in dict.fromkeys(r["cell"] for r in rows):
@@ -114,8 +108,8 @@ def study(config: dict, out: Path, stage: str, split: str, samples: int) -> dict
         comparisons[cell] = {"seeds": seeds,
                              "paired": {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1
                                             else 0.0, "per_seed": v} for k, v in paired.items()},
-                             "bootstrap_ap75": paired_bootstrap([outcomes[cell, s][0.75] for s in seeds],
-                                                                [outcomes[baseline, s][0.75] for s in seeds], samples,
+                             "bootstrap_ap75": paired_bootstrap([outcomes[cell, s] for s in seeds],
+                                                                [outcomes[baseline, s] for s in seeds], samples,
                                                                 use_07_metric=False)}
     return {"stage": stage, "split": split, "baseline": baseline, "ious": IOUS.tolist(), "runs": rows,
             "comparisons": comparisons}
