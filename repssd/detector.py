@@ -10,6 +10,7 @@ from torch import nn
 from .data.transforms import resize
 from .models.fuse import for_inference
 from .postprocess import Detections, detect
+from .slicing import Slicing, sliced_predict
 
 __all__ = ["Detector"]
 
@@ -24,30 +25,35 @@ class Detector:
         fast: run a :func:`~repssd.models.fuse.for_inference` copy (BatchNorm folded into the
             convolutions, channels_last; the same outputs to about 1e-5, 2-3x faster on CPU for
             MobileNets); ``model`` itself is left as it is.
+        slicing: run on overlapping tiles of each image (and the whole image) and merge
+            (:class:`~repssd.slicing.Slicing`); None: the whole image only.
         detect_options: passed to :func:`repssd.postprocess.detect` (``conf_thresh``,
-            ``nms_thresh``, ``top_k``, ``method``, ...).
+            ``nms_thresh``, ``top_k``, ``method``, ...), for each tile when slicing.
     """
 
     def __init__(self, model: nn.Module, device: torch.device | str | None = None, batch_size: int = 8,
-                 fast: bool = True, **detect_options) -> None:
+                 fast: bool = True, slicing: Slicing | None = None, **detect_options) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
         if fast:
             self.model = for_inference(self.model)
         self.batch_size = batch_size
+        self.slicing = slicing
         self.detect_options = detect_options
 
     def _batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """HxWx3 uint8 RGB arrays -> ``Tensor[B, 3, H, W]`` uint8, resized to the model input the
         way the training and test transforms resize."""
         size = self.model.input_size
-        resized = []
+        self._check(images)
+        return torch.from_numpy(np.stack([resize(image, size) for image in images])).permute(0, 3, 1, 2).to(self.device)
+
+    @staticmethod
+    def _check(images: Sequence[np.ndarray]) -> None:
         for i, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
                 raise ValueError(f"image {i}: expected an HxWx3 RGB array, got "
                                  f"{getattr(image, 'shape', type(image).__name__)}")
-            resized.append(resize(image, size))
-        return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).to(self.device)
 
     @torch.no_grad()
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -57,6 +63,8 @@ class Detector:
             One :class:`Detections` per image: xyxy boxes in that image's pixels, scores,
             labels in 1..C-1, best first.
         """
+        if self.slicing is not None:
+            return self.predict_sliced(images)
         results: list[Detections] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
@@ -66,3 +74,12 @@ class Detector:
                 scale = det.boxes.new_tensor([width, height, width, height])
                 results.append(Detections(det.boxes * scale, det.scores, det.labels).to("cpu"))
         return results
+
+    @torch.no_grad()
+    def predict_sliced(self, images: Sequence[np.ndarray], with_candidates: bool = False):
+        """:meth:`predict` on tiles (``self.slicing``, default: its own ``Slicing()``): the tiles of
+        all ``images`` go through the network ``batch_size`` at a time and are merged together;
+        with ``with_candidates``, also the error analysis' candidates (:func:`repssd.slicing.sliced_predict`)."""
+        self._check(images)
+        return sliced_predict(self.model, list(images), self.slicing or Slicing(), self.batch_size, self.device,
+                              with_candidates=with_candidates, **self.detect_options)

@@ -1,0 +1,156 @@
+"""Tile geometry of sliced inference: where the tiles of an image lie, and how big they are.
+
+The tiles are SAHI's (obss/sahi ``sahi.slicing.get_slice_bboxes``) for the same tile size and
+overlap, so results can be compared tile for tile: along each axis tiles start at 0 and step by
+``size - int(overlap * size)``; the last one is moved back to end at the image border (never
+past it), and a tile larger than the image is cut to the image. Rows run top to bottom, tiles
+left to right within a row.
+
+Sizes are ``(W, H)`` pixels of the original image, boxes ``xyxy`` integer pixels.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Slicing", "tile_starts", "tile_boxes", "auto_tile_size", "parse_tile_size", "MERGES", "MERGE_METRICS",
+           "AUTO_PERSON_FRACTION"]
+
+MERGES = ("nms", "greedy-nmm", "crowd")
+MERGE_METRICS = ("iou", "ios")
+# auto: the smallest person the tiles must show, as a fraction of the image height (validated on the
+# MOT17-mini validation frames, see docs/slicing.md); such a person is sized to the smallest anchor
+AUTO_PERSON_FRACTION = 1 / 18
+
+
+def tile_starts(length: int, size: int, overlap: float) -> list[int]:
+    """Start offsets of the tiles along one axis of ``length`` pixels (SAHI's loop): each
+    tile covers ``[start, min(start + size, length))``."""
+    step_back = int(overlap * size)
+    starts, end, start = [], 0, 0
+    while end < length:
+        end = start + size
+        if end > length:
+            end = length
+            start = max(0, end - size)
+        starts.append(start)
+        start = end - step_back
+    return starts or [0]
+
+
+def tile_boxes(height: int, width: int, size: tuple[int, int], overlap: float) -> np.ndarray:
+    """Tiles of an image -> ``int64 [T, 4]`` xyxy pixels, rows top to bottom (SAHI's order).
+
+    Args:
+        height, width: the image's size in pixels.
+        size: ``(W, H)`` of a tile in the image's pixels (a tile larger than the image is cut to it).
+        overlap: fraction of a tile shared with its neighbour, in [0, 1).
+    """
+    tile_w, tile_h = size
+    xs, ys = tile_starts(width, tile_w, overlap), tile_starts(height, tile_h, overlap)
+    x0, y0 = np.meshgrid(np.asarray(xs, np.int64), np.asarray(ys, np.int64))  # [rows, cols]
+    x0, y0 = x0.reshape(-1), y0.reshape(-1)
+    return np.stack([x0, y0, np.minimum(x0 + tile_w, width), np.minimum(y0 + tile_h, height)], 1)
+
+
+def auto_tile_size(height: int, width: int, input_size: tuple[int, int], smallest_anchor: float,
+                   person_fraction: float = AUTO_PERSON_FRACTION) -> tuple[int, int]:
+    """The ``auto`` tile ``(W, H)`` for an image: a person ``person_fraction`` of the image height
+    tall comes out the height of the model's smallest anchor in the network input, i.e. the tile is
+    ``person_fraction * height / smallest_anchor`` high (``smallest_anchor``: the smallest prior's
+    height as a fraction of the input), never more than the image; the width keeps the model
+    input's aspect. A whole-image pass sees the large people (``Slicing.full_image``)."""
+    in_w, in_h = input_size
+    tile_h = min(height, max(1, round(person_fraction * height / smallest_anchor)))
+    return max(1, round(tile_h * in_w / in_h)), tile_h
+
+
+def parse_tile_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | str | None:
+    """``"S"``, ``"WxH"``, ``"auto"``, an int or ``(W, H)`` -> ``(W, H)`` or ``"auto"`` (ValueError
+    naming the problem for anything else, zero or negative)."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "auto"):
+        return None if text is None else "auto"
+    if isinstance(text, str):
+        parts = text.lower().split("x")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"tile size {text!r}: expected S, WxH (pixels) or auto") from None
+    else:
+        values = [int(text)] if isinstance(text, (int, np.integer)) else [int(v) for v in text]
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise ValueError(f"tile size {text!r}: expected S or WxH with positive pixel counts, or auto")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+@dataclass(frozen=True)
+class Slicing:
+    """How to slice images for inference.
+
+    Args:
+        size: tile ``(W, H)`` in pixels of the original image (an int S: S x S), or ``"auto"``
+            (:func:`auto_tile_size`, which keeps the model input's aspect).
+        overlap: fraction of a tile shared with each neighbour, 0 <= overlap < 1 (SAHI's ratio).
+        full_image: also run the whole image at the model input (SAHI's ``perform_standard_pred``);
+            skipped when one tile already covers the image.
+        merge: ``"nms"`` (greedy suppression), ``"greedy-nmm"`` (SAHI's greedy non-maximum merging:
+            the kept box grows to the union of those it absorbs) or ``"crowd"`` (repssd's: see
+            :mod:`repssd.slicing.merge`).
+        metric: ``"iou"`` or ``"ios"`` (intersection over the smaller box) for nms and greedy-nmm;
+            the crowd merge has its own (IoU within the view the two tiles share).
+        thresh: overlap at or above which two boxes are merged; None: 0.5 for ios, else the model's
+            NMS threshold (``Detector`` fills it in).
+        edge_margin: a box whose side lies within this fraction of the tile size of an interior
+            tile edge is cut by it (crowd merge).
+    """
+
+    size: tuple[int, int] | str = "auto"
+    overlap: float = 0.2
+    full_image: bool = True
+    merge: str = "crowd"
+    metric: str = "iou"
+    thresh: float | None = None
+    edge_margin: float = 0.02
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", parse_tile_size(self.size) or "auto")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"slice overlap must be in [0, 1), got {self.overlap}")
+        if self.merge not in MERGES:
+            raise ValueError(f"unknown merge {self.merge!r}; known: {', '.join(MERGES)}")
+        if self.metric not in MERGE_METRICS:
+            raise ValueError(f"unknown merge metric {self.metric!r}; known: {', '.join(MERGE_METRICS)}")
+        if self.merge == "crowd" and self.metric != "iou":
+            raise ValueError("the crowd merge compares boxes by IoU within the shared view; metric must be iou")
+        if self.thresh is not None and not 0.0 < self.thresh <= 1.0:
+            raise ValueError(f"merge threshold must be in (0, 1], got {self.thresh}")
+        if not 0.0 <= self.edge_margin < 0.5:
+            raise ValueError(f"edge margin must be in [0, 0.5), got {self.edge_margin}")
+
+    def tile_size(self, height: int, width: int, input_size: tuple[int, int], smallest_anchor: float) -> tuple[int, int]:
+        """This image's tile ``(W, H)``: the given size, or the ``auto`` rule's."""
+        if self.size == "auto":
+            return auto_tile_size(height, width, input_size, smallest_anchor)
+        return self.size
+
+    def threshold(self, nms_thresh: float) -> float:
+        """The merge threshold, defaulted (0.5 for ios, else the model's NMS IoU)."""
+        if self.thresh is not None:
+            return self.thresh
+        return 0.5 if self.metric == "ios" else nms_thresh
+
+    def tiles(self, height: int, width: int, input_size: tuple[int, int], smallest_anchor: float) -> np.ndarray:
+        """Tiles of one image -> ``int64 [T, 4]``, the whole image appended as the last row when
+        :attr:`full_image` and more than one tile."""
+        boxes = tile_boxes(height, width, self.tile_size(height, width, input_size, smallest_anchor), self.overlap)
+        if self.full_image and len(boxes) > 1:
+            boxes = np.concatenate([boxes, np.array([[0, 0, width, height]], np.int64)])
+        return boxes
+
+    def describe(self) -> str:
+        size = self.size if self.size == "auto" else f"{self.size[0]}x{self.size[1]}"
+        thresh = "default" if self.thresh is None else f"{self.thresh:g}"
+        return (f"tiles {size}, overlap {self.overlap:g}, {'with' if self.full_image else 'without'} the whole image, "
+                f"merge {self.merge} ({self.metric} {thresh})")
