@@ -2,6 +2,7 @@
 
     python detect.py --weights runs/demo/checkpoints/last.pth INPUT... [--output-dir DIR]
     python detect.py --weights ssd300_mAP_77.43_v2.pth --model ssd300_vgg16 photos/ clip.mp4 0
+    python detect.py --weights weights/ssdlite_mbv2_person.pth --slice auto frames/   # large crowded frames
 
 Writes DIR/<input>.jpg (annotated image), DIR/<input>.mp4 (annotated video) and
 DIR/detections.json (pixel xyxy boxes, scores, labels and class names per input).
@@ -23,6 +24,7 @@ from repssd.inputs import InputError, Source, expand_inputs, read_image_rgb, vid
 from repssd.options import POSITIVE, bad_device, bad_option, bad_output
 from repssd.models import MODELS, size_option
 from repssd.postprocess import METHODS, SCORES, Detections, postprocess_options
+from repssd.slicing.options import add_slicing_arguments, slicing_from_args
 from repssd.visualize import draw_detections, label_name
 
 
@@ -45,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-frames", type=int, help="stop videos and cameras after this many frames")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_slicing_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     problem = (bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE, anchor_reference=POSITIVE)
                or bad_device(opts.device)
-               or bad_output(opts.output_dir, "--output-dir"))
+               or bad_output(opts.output_dir, "--output-dir")
+               or slicing_from_args(opts)[1])
     if problem:
         print(f"detect.py: {problem}", file=sys.stderr)
         return 2
@@ -142,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     opts.output_dir.mkdir(parents=True, exist_ok=True)
     post = postprocess_options(config, score=opts.score, conf_thresh=opts.conf_thresh, nms_thresh=opts.nms,
                                top_k=opts.top_k, method=opts.method)
-    detector = Detector(model, device=opts.device, batch_size=opts.batch_size, **post)
+    slicing = slicing_from_args(opts)[0]
+    if slicing is not None:
+        print(f"sliced inference: {slicing.describe()}")
+    detector = Detector(model, device=opts.device, batch_size=opts.batch_size, slicing=slicing, **post)
     runner = Runner(detector, names, opts)
     errors += runner.images([s for s in sources if s.kind == "image"])
     for source in (s for s in sources if s.kind != "image"):
@@ -153,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in errors:
         print(f"detect.py: {line}", file=sys.stderr)
     (opts.output_dir / "detections.json").write_text(json.dumps(
-        {"weights": str(opts.weights), "model": model.arch, "detections": runner.records}, indent=1))
+        {"weights": str(opts.weights), "model": model.arch, "slicing": slicing.describe() if slicing else None,
+         "detections": runner.records}, indent=1))
     print(f"{len(runner.records)} of {len(runner.records) + len(errors)} inputs done; "
           f"results in {opts.output_dir}/ (detections.json)")
     return 1 if errors else 0

@@ -8,13 +8,17 @@
 Model and dataset default to the training config saved beside the checkpoint. Writes
 DIR/report.json, DIR/report.md, DIR/pr_curve.png and DIR/detections.json (pixel boxes per image);
 with --errors also the crowd error analysis of repssd.eval.errors (DIR/errors.json, errors.md,
-errors.png, error_records.json), from the same inference pass.
+errors.png, error_records.json), from the same inference pass. With --slice SIZE the model runs on
+overlapping tiles of each original image (and the whole image), merged (docs/slicing.md); every
+metric scores the merged detections, and --errors takes the tiles' detections before the merge as
+candidates (a miss can be "merged away").
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,10 +29,11 @@ from repssd.data.factory import DATASET_KINDS, class_names, open_dataset, parse_
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
 from repssd.eval.errors import analyse, format_errors, write_errors
 from repssd.eval.inference import (candidate_options, ground_truth_of, image_ids, predict_dataset,
-                                   predict_with_candidates)
+                                   predict_sliced, predict_with_candidates)
 from repssd.models import MODELS, size_option
 from repssd.options import NON_NEGATIVE, POSITIVE, bad_device, bad_option
 from repssd.postprocess import SCORES, postprocess_options
+from repssd.slicing.options import add_slicing_arguments, slicing_from_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     post.add_argument("--conf-thresh", type=float)
     post.add_argument("--nms", type=float, help="NMS IoU threshold")
     post.add_argument("--top-k", type=int, help="detections kept per image")
+    add_slicing_arguments(parser)
     parser.add_argument("--output-dir", type=Path, help="default: <checkpoint run>/eval, else runs/eval")
     return parser.parse_args(argv)
 
@@ -79,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     problem = (bad_option(opts, batch_size=POSITIVE, workers=NON_NEGATIVE, top_k=POSITIVE, max_dets=POSITIVE,
                           anchor_reference=POSITIVE, frame_stride=POSITIVE)
                or (bad_device(opts.device) if opts.device else None))
-    if problem:
-        return fail(problem)
+    slicing, slice_problem = slicing_from_args(opts)
+    if problem or slice_problem:
+        return fail(problem or slice_problem)
+    if slicing is not None and opts.detections:
+        return fail("--slice needs --weights: slicing runs the model on tiles")
     if not opts.weights and not opts.detections:
         return fail("give --weights (run the model) or --detections (re-score saved detections)")
     if opts.errors and opts.detections:
@@ -126,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
                 candidate_options(post)
             except ValueError as err:  # Soft-NMS
                 return fail(f"--errors: {err}")
+        if slicing is not None:
+            print(f"sliced inference: {slicing.describe()}")
+            out_sliced = predict_sliced(model, dataset, slicing, opts.batch_size, opts.workers, opts.device,
+                                        with_candidates=opts.errors, **post)
+            detections, candidates = out_sliced if opts.errors else (out_sliced, None)
+        elif opts.errors:
             detections, candidates = predict_with_candidates(model, dataset, opts.batch_size, opts.workers,
                                                              opts.device, **post)
         else:
@@ -139,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluator = DetectionEvaluator(names, opts.metric, opts.crowd_subset, opts.crowd_iou, opts.max_dets)
     evaluator.process(detections, ground_truth, ids)
     report = evaluator.evaluate()
-    report.update(dataset=kind, split=split, weights=str(opts.weights) if opts.weights else None)
+    report.update(dataset=kind, split=split, weights=str(opts.weights) if opts.weights else None,
+                  slicing=None if slicing is None else {**asdict(slicing), "description": slicing.describe()})
     paths = write_report(report, out)
     print(format_table(report))
     print(f"\nreport: {paths['json']}, {paths['markdown']}, {paths['plot']}")

@@ -14,7 +14,7 @@ from ..data import collate
 from ..inputs import InputError
 from ..postprocess import detect
 
-__all__ = ["predict_dataset", "predict_with_candidates", "candidate_options", "ground_truth_of", "scored_images",
+__all__ = ["predict_dataset", "predict_with_candidates", "predict_sliced", "candidate_options", "ground_truth_of", "scored_images",
            "image_ids", "load_image"]
 
 NO_LIMIT = 1 << 40  # top_k for candidates: no per-image cap
@@ -24,7 +24,8 @@ class _NoSubstitutes(Dataset):
     """Index ``i`` of a dataset (or a concatenation) as ``(i, sample)``, or ``(i, error message)``
     when its image cannot be read: never another image in its place (training's fallback)."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, raw: bool = False) -> None:
+        self.raw = raw  # untransformed images (sliced inference resizes tiles itself)
         self.parts = list(getattr(dataset, "datasets", [dataset]))
         self.starts = [0]
         for part in self.parts:
@@ -44,7 +45,7 @@ class _NoSubstitutes(Dataset):
             image, target = part.load(local)
         except InputError as err:
             return index, str(err)
-        return index, part.transform(image, target) if part.transform else (image, target)
+        return index, part.transform(image, target) if part.transform and not self.raw else (image, target)
 
 
 def _collate_readable(items: list) -> tuple[list[int], list[int], list[str], dict | None]:
@@ -90,6 +91,37 @@ def _predict(model: nn.Module, dataset: Dataset, batch_size: int, workers: int, 
                               "labels": det.labels.cpu()}
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def predict_sliced(model: nn.Module, dataset: Dataset, slicing, batch_size: int = 16, workers: int = 0,
+                   device: torch.device | str | None = None, progress: bool = True, with_candidates: bool = False,
+                   images_per_step: int = 4, **detect_options):
+    """:func:`predict_dataset` with sliced inference (``slicing``: a :class:`repssd.slicing.Slicing`):
+    each image's tiles at the model input, ``batch_size`` tiles per forward pass, the tiles of
+    ``images_per_step`` images merged together. The dataset's own transform is not used (tiles
+    are cut from the original image). With ``with_candidates`` -> (detections, candidates) as
+    :func:`predict_with_candidates`, the candidates linked to the detections they ended in."""
+    from ..detector import Detector
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    detector = Detector(model, device=device, batch_size=batch_size, slicing=slicing, **detect_options)
+    loader = DataLoader(_NoSubstitutes(dataset, raw=True), batch_size=images_per_step, shuffle=False,
+                        num_workers=workers, collate_fn=list)
+    kept: list[dict | None] = [None] * len(loader.dataset)
+    candidates: list[dict | None] = [None] * len(loader.dataset)
+    for items in tqdm(loader, desc="sliced inference", unit="step", disable=not progress, leave=False):
+        good = [(i, sample[0]) for i, sample in items if not isinstance(sample, str)]
+        for _, error in ((i, e) for i, e in items if isinstance(e, str)):
+            warnings.warn(f"{error}; left out of the evaluation (detections and ground truth)", stacklevel=2)
+        if not good:
+            continue
+        out = detector.predict_sliced([image for _, image in good], with_candidates=with_candidates)
+        dets, cands = out if with_candidates else (out, [None] * len(good))
+        for (index, _), det, cand in zip(good, dets, cands):
+            kept[index] = {"boxes": det.boxes, "scores": det.scores, "labels": det.labels}
+            candidates[index] = cand
+    return (kept, candidates) if with_candidates else kept
 
 
 def candidate_options(detect_options: dict) -> dict:

@@ -11,7 +11,8 @@ removed; a removed box belongs to the first kept box that matches it.
   not the image border) sees only part of its person. Two boxes from different tiles are compared
   within the view they share: a box is clipped to the other's tile when the other box is cut, then
   IoU. A cut person and its counterpart from the neighbouring tile or the whole image agree there
-  and merge into their union; whole boxes compare by plain IoU, so a person standing behind
+  and merge: the kept box, where it is cut, takes the extent its best counterpart sees beyond the
+  edge (a kept whole box stays as it is, so low-scoring matches never inflate it); whole boxes compare by plain IoU, so a person standing behind
   another (whose box lies inside the occluder's, the case intersection-over-smaller merges) stays
   a separate detection unless plain NMS would have removed it.
 
@@ -77,13 +78,12 @@ def _score_order(boxes: Tensor, scores: Tensor) -> Tensor:
     return order
 
 
-def _cut(boxes: Tensor, sources: Sources, source: Tensor, margin: float) -> Tensor:
-    """Whether each box [N] lies with a side within ``margin`` (fraction of its tile's size) of an
-    interior edge of its tile."""
+def _cut_sides(boxes: Tensor, sources: Sources, source: Tensor, margin: float) -> Tensor:
+    """Which sides (x1, y1, x2, y2) of each box [N, 4] lie within ``margin`` (fraction of its
+    tile's size) of an interior edge of its tile."""
     region = sources.regions[source]  # [N,4]
     size = (region[:, 2:] - region[:, :2]).repeat(1, 2)  # [N,4]: w, h, w, h
-    near = (boxes - region).abs() <= margin * size
-    return (near & sources.interior[source]).any(1)
+    return ((boxes - region).abs() <= margin * size) & sources.interior[source]
 
 
 def _clip(boxes: Tensor, regions: Tensor) -> Tensor:
@@ -133,7 +133,7 @@ def _matches(boxes: Tensor, labels: Tensor, rank: Tensor, source: Tensor, source
         valid = (i >= 0) & (j >= 0) & (i != j)
         i, j = i[valid], j[valid]
         if method == "crowd":
-            value = _crowd_metric(boxes, source, sources, cut, i, j)
+            value = _crowd_metric(boxes, source, sources, cut.any(1), i, j)
         else:
             value = pair_metric(boxes[i], boxes[j], metric)
         hit = (value >= thresh) & (labels[i] == labels[j])
@@ -202,13 +202,19 @@ def _nmm_boxes(boxes: Tensor, owner: Tensor, rank: Tensor, metric: str, thresh: 
     return out
 
 
-def _union_boxes(boxes: Tensor, owner: Tensor, join: Tensor) -> Tensor:
-    """Each kept box grown to the union with its removed boxes flagged ``join``."""
+def _complete_cut_boxes(boxes: Tensor, owner: Tensor, rank: Tensor, source: Tensor, cut: Tensor) -> Tensor:
+    """Each kept box that is cut by its tile takes, on its cut sides only, the extent of its best
+    removed match from another tile (which sees past that edge) where that reaches further."""
+    num = rank.shape[0]
+    member = torch.nonzero((owner >= 0) & (source != source[owner.clamp(min=0)])).squeeze(1)
+    best = torch.full((num,), num, dtype=torch.int64, device=rank.device)
+    best.scatter_reduce_(0, owner[member], rank[member], reduce="amin")
+    kept = torch.nonzero((best < num) & cut.any(1)).squeeze(1)
+    partner = rank.argsort()[best[kept]]
     out = boxes.clone()
-    member = torch.nonzero((owner >= 0) & join).squeeze(1)
-    kept = owner[member]
-    for k in range(4):
-        out[:, k].scatter_reduce_(0, kept, boxes[member, k], reduce="amin" if k < 2 else "amax")
+    further = torch.cat([torch.minimum(boxes[kept, :2], boxes[partner, :2]),
+                         torch.maximum(boxes[kept, 2:], boxes[partner, 2:])], 1)
+    out[kept] = torch.where(cut[kept], further, boxes[kept])
     return out
 
 
@@ -232,14 +238,13 @@ def merge(boxes: Tensor, scores: Tensor, labels: Tensor, source: Tensor, sources
         return MergeResult(boxes, torch.zeros(0, dtype=torch.bool, device=scores.device), empty)
     rank = torch.empty_like(source)
     rank[_score_order(boxes, scores)] = torch.arange(num, device=scores.device)
-    cut = _cut(boxes, sources, source, edge_margin) if method == "crowd" else None
+    cut = _cut_sides(boxes, sources, source, edge_margin) if method == "crowd" else None
     better, worse = _matches(boxes, labels, rank, source, sources, cut, method, metric, thresh)
     keep, owner = _greedy(num, better, worse, rank)
     if method == "greedy-nmm":
         out = _nmm_boxes(boxes, owner, rank, metric, thresh)
     elif method == "crowd":
-        join = (cut | cut[owner.clamp(min=0)]) & (source != source[owner.clamp(min=0)])
-        out = _union_boxes(boxes, owner, join)
+        out = _complete_cut_boxes(boxes, owner, rank, source, cut)
     else:
         out = boxes
     return MergeResult(out, keep, owner)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+import warnings
 
 import numpy as np
 import torch
@@ -52,6 +53,10 @@ def image_tiles(images: Sequence[np.ndarray], slicing: Slicing, input_size: tupl
     for i, img in enumerate(images):
         height, width = img.shape[:2]
         boxes = slicing.tiles(height, width, input_size, anchor)
+        tile_w, tile_h = slicing.tile_size(height, width, input_size, anchor)
+        if slicing.size != "auto" and tile_w >= width and tile_h >= height:
+            warnings.warn(f"slicing: a {tile_w}x{tile_h} tile covers the whole image (e.g. {width}x{height}): "
+                          "such images run as one tile", stacklevel=3)
         tiles.append(boxes)
         image.append(np.full(len(boxes), i))
         interior.append(np.concatenate([boxes[:, :2] > 0, boxes[:, 2:3] < width, boxes[:, 3:4] < height], 1))

@@ -12,7 +12,11 @@ A GT missed at t is, first cause first: SUPPRESSED (NEIGHBOUR), a candidate >= t
 was removed by NMS under a kept box that is another GT's true positive; SUPPRESSED (OTHER), the
 kept box above it is not one, or none is (top_k cut); CLAIMED, a kept box >= t on it matched
 another GT; LOW SCORE, candidates on it all score < t; NO CANDIDATE. Candidates are the same
-network output post-processed without NMS (``inference.candidate_options``).
+network output post-processed without NMS (``inference.candidate_options``). With sliced inference
+(``repssd.slicing``) they are every tile's output without NMS, each linked to the detection it
+ended in (``final``, ``merged``): a miss whose candidate >= t survived its tile's NMS and was
+then REMOVED BY THE MERGE, into another GT's true positive (MERGED (NEIGHBOUR): a person merged
+away) or not (MERGED (OTHER)), comes after the two suppressed causes.
 
 GT of the class flagged ignore or difficult, and ignore regions of any class, are ignore regions;
 GT of other classes are left out. Thresholds compare with >=; "false positives" are the duplicates
@@ -36,7 +40,8 @@ __all__ = ["analyse", "image_counts", "CATEGORIES", "CAUSES", "FP_CATEGORIES", "
 
 CATEGORIES = ("tp", "duplicate", "crowd", "localisation", "background", "ignored")
 FP_CATEGORIES = CATEGORIES[1:5]
-CAUSES = ("tp", "suppressed_neighbour", "suppressed_other", "claimed", "low_score", "no_candidate")
+CAUSES = ("tp", "suppressed_neighbour", "suppressed_other", "merged_neighbour", "merged_other", "claimed", "low_score",
+          "no_candidate")
 MISS_CAUSES = CAUSES[1:]
 _CELLS = 1 << 22  # candidate x kept cells per suppressor step
 
@@ -61,6 +66,19 @@ def _detections(items: Sequence[Mapping], label: int) -> tuple[np.ndarray, np.nd
         scores.append(_array(det["scores"], np.float64, (-1,))[order])
         index.append(order)
     return _pad(boxes, 0.0, np.float64, (4,)), _pad(scores, -np.inf, np.float64), _pad(index, -1, np.int64)
+
+
+def _links(items: Sequence[Mapping], index: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sliced candidates' ``final`` / ``merged`` in the padded order of ``index`` [I, C] (None for
+    candidates without them)."""
+    if not items or any(c.get("final") is None for c in items):
+        return None
+    final, merged = np.full(index.shape, -1), np.zeros(index.shape, bool)
+    for i, c in enumerate(items):
+        mine = index[i] >= 0
+        final[i, mine] = _array(c["final"], np.int64, (-1,))[index[i, mine]]
+        merged[i, mine] = _array(c["merged"], bool, (-1,))[index[i, mine]]
+    return final, merged
 
 
 def _ground_truth(items: Sequence[Mapping], label: int) -> tuple[np.ndarray, ...]:
@@ -135,8 +153,19 @@ def _best_score(mask: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(mask, scores[..., None], -np.inf).max(1)
 
 
+def _linked(kept: tuple, links: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From sliced candidates' links: which candidates are kept detections, which the merge removed,
+    and the kept row [I, C] (in ``kept``'s padded order) each merged one went into (-1: none)."""
+    final, merged = links
+    row_of = np.full((kept[2].shape[0], max(int(kept[2].max(initial=-1)) + 1, 1)), -1)
+    images, rows = np.nonzero(kept[2] >= 0)
+    row_of[images, kept[2][images, rows]] = rows
+    into = np.where(final >= 0, np.take_along_axis(row_of, final.clip(0, row_of.shape[1] - 1), 1), -1)
+    return (final >= 0) & ~merged & (into >= 0), merged & (into >= 0), np.where(merged, into, -1)
+
+
 def _outcomes(kept: tuple, cand: tuple, gt: tuple, nms_thresh: float, iou_threshold: float,
-              crowd_iou: float, ignore_threshold: float) -> dict:
+              crowd_iou: float, ignore_threshold: float, links: tuple | None = None) -> dict:
     """The threshold-free pass: category and GT of each detection [I, D], and per GT [I, G] the
     best scores of its matching detection, neighbour-suppressed / suppressed candidates and claiming
     detections (-inf: none), and whether any candidate lies on it."""
@@ -152,9 +181,14 @@ def _outcomes(kept: tuple, cand: tuple, gt: tuple, nms_thresh: float, iou_thresh
     category[~valid] = -1
     c_iou, _ = _pairwise(cand[0], gt_boxes)  # [I,C,G]
     on_gt = objects[:, None] & (c_iou >= iou_threshold) & (cand[2] >= 0)[..., None]  # [I,C,G]
-    removed = ~_kept_candidates(kept, cand) & on_gt.any(2)  # [I,C]: the only candidates a miss can blame
+    if links is None:
+        is_kept, merged, into = _kept_candidates(kept, cand), np.zeros(on_gt.shape[:2], bool), None
+    else:
+        is_kept, merged, into = _linked(kept, links)
+    removed = ~is_kept & ~merged & on_gt.any(2)  # [I,C]: the only candidates a miss can blame
     by = _suppressors(cand, kept, removed, nms_thresh)
     by_neighbour = (by >= 0) & (np.take_along_axis(det_gt, by.clip(0), 1) >= 0)  # [I,C]
+    into_neighbour = merged & (np.take_along_axis(det_gt, into.clip(0), 1) >= 0) if into is not None else merged
     other_gt = (det_gt[..., None] >= 0) & (det_gt[..., None] != np.arange(objects.shape[1]))  # [I,D,G]
     det_gt = np.where(det_gt >= 0, det_gt, on_object.argmax(2))  # for the records: matched, else best GT
     return {"category": category, "gt": det_gt, "iou": np.take_along_axis(on_object, det_gt[..., None], 2)[..., 0],
@@ -162,6 +196,8 @@ def _outcomes(kept: tuple, cand: tuple, gt: tuple, nms_thresh: float, iou_thresh
             "matched": np.where(gt_det >= 0, np.take_along_axis(kept[1], gt_det.clip(0), 1), -np.inf),
             "neighbour": _best_score(on_gt & (removed & by_neighbour)[..., None], cand[1]),
             "suppressed": _best_score(on_gt & removed[..., None], cand[1]),
+            "merged_neighbour": _best_score(on_gt & into_neighbour[..., None], cand[1]),
+            "merged": _best_score(on_gt & merged[..., None], cand[1]),
             "claimed": _best_score((on_object >= iou_threshold) & other_gt & objects[:, None], kept[1]),
             "candidate": on_gt.any(1)}
 
@@ -169,8 +205,8 @@ def _outcomes(kept: tuple, cand: tuple, gt: tuple, nms_thresh: float, iou_thresh
 def _causes(out: dict, thresholds: np.ndarray) -> np.ndarray:
     """Cause code (index into :data:`CAUSES`) of every GT at each threshold -> [T, I, G]."""
     t = np.asarray(thresholds, np.float64)[:, None, None]
-    found = [out[key] >= t for key in ("matched", "neighbour", "suppressed", "claimed")]
-    return np.select(found + [np.broadcast_to(out["candidate"], found[0].shape)], [0, 1, 2, 3, 4], 5)
+    found = [out[key] >= t for key in ("matched", "neighbour", "suppressed", "merged_neighbour", "merged", "claimed")]
+    return np.select(found + [np.broadcast_to(out["candidate"], found[0].shape)], list(range(7)), 7)
 
 
 def _counts(out: dict, scores: np.ndarray, objects: np.ndarray, thresholds: Sequence[float]) -> list[dict]:
@@ -230,7 +266,9 @@ def analyse(detections: Sequence[Mapping | None], candidates: Sequence[Mapping |
     Args:
         detections, candidates: per image ``{"boxes": [N, 4] pixel xyxy, "scores", "labels"}``, the
             kept detections and the same output without NMS (``inference.predict_with_candidates``);
-            None for an unreadable image (left out, with its GT).
+            None for an unreadable image (left out, with its GT). Sliced candidates also carry
+            ``final`` (index of the detection each ended in, -1: removed by its tile's NMS) and
+            ``merged`` (removed by the merge); see :func:`repssd.slicing.sliced_predict`.
         ground_truth: per image ``{"boxes", "labels", "ignore", "difficult"}``.
         nms_thresh: the IoU threshold the kept detections were made with.
         score_thresholds, fppi: the thresholds reported: given scores, and the scores at which false
@@ -247,8 +285,9 @@ def analyse(detections: Sequence[Mapping | None], candidates: Sequence[Mapping |
     images = [i for i, (d, c) in enumerate(zip(detections, candidates)) if d is not None and c is not None]
     kept = _detections([detections[i] for i in images], label)
     cand = _detections([candidates[i] for i in images], label)
+    links = _links([candidates[i] for i in images], cand[2])
     gt = _ground_truth([ground_truth[i] for i in images], label)
-    out = _outcomes(kept, cand, gt, nms_thresh, iou_threshold, crowd_iou, ignore_threshold)
+    out = _outcomes(kept, cand, gt, nms_thresh, iou_threshold, crowd_iou, ignore_threshold, links)
     rows = [{"name": f"score>={t:g}", "kind": "score", "target": float(t), "score_threshold": float(t), "reached": True}
             for t in score_thresholds]
     for ref in fppi:

@@ -15,7 +15,7 @@ _LINES = [("score threshold", lambda r: f"{r['score_threshold']:.4f}"), ("FPPI",
           ("true positives", lambda r: r["tp"]), ("false positives", lambda r: r["fp"]),
           *[(f"  {name}", lambda r, n=name: r["fp_by_category"][n]) for name in FP_CATEGORIES],
           ("on ignore regions", lambda r: r["ignored"]), ("misses", lambda r: r["misses"]),
-          *[(f"  {name}", lambda r, n=name: r["misses_by_cause"][n]) for name in MISS_CAUSES],
+          *[(f"  {name}", lambda r, n=name: r["misses_by_cause"].get(n, 0)) for name in MISS_CAUSES],
           ("GT (npos)", lambda r: r["npos"])]
 
 
