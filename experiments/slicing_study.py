@@ -1,0 +1,114 @@
+"""Sliced inference of a detector on real frames: AP, recall and errors of each tile setting and merge,
+with the network passes and seconds each costs (docs/slicing.md, README "Detecting people in large images").
+
+    python -m experiments.slicing_study --weights weights/ssdlite_mbv2_person.pth \\
+        --dataset mot --data-root data/MOT17-mini --split all --out experiments/results/slicing/mot17_all.jsonl \\
+        --settings full 540:crowd 540:nms 540:greedy-nmm:ios auto:crowd
+
+A setting is ``full`` (no slicing) or ``SIZE[:MERGE[:METRIC[:THRESH]]]`` with optional ``@OVERLAP``
+and ``-nofull`` after the size (``600@0.1-nofull:crowd``). One JSON line per setting; settings
+already in the output file are skipped (resumable). ``--conf`` overrides the model's score floor
+(SAHI's detection models drop boxes under 0.3 by default and switch GREEDYNMM to NMS/IoU under 0.1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repssd.convert import load_model
+from repssd.data.factory import class_names, open_dataset
+from repssd.eval import DetectionEvaluator
+from repssd.eval.errors import analyse
+from repssd.eval.inference import ground_truth_of, image_ids, predict_sliced, predict_with_candidates
+from repssd.postprocess import postprocess_options
+from repssd.slicing import Slicing, smallest_anchor
+
+
+def parse_setting(text: str) -> Slicing | None:
+    """``full`` -> None; ``SIZE[@OVERLAP][-nofull][:MERGE[:METRIC[:THRESH]]]`` -> :class:`Slicing`."""
+    if text == "full":
+        return None
+    head, *rest = text.split(":")
+    full = not head.endswith("-nofull")
+    head = head.removesuffix("-nofull")
+    size, _, overlap = head.partition("@")
+    merge = rest[0] if rest else "crowd"
+    metric = rest[1] if len(rest) > 1 else "iou"
+    thresh = float(rest[2]) if len(rest) > 2 else None
+    return Slicing(size=size, overlap=float(overlap or 0.2), full_image=full, merge=merge, metric=metric, thresh=thresh)
+
+
+def passes_per_image(dataset, slicing: Slicing | None, model) -> float:
+    """Network passes (tiles + whole image) per image of ``dataset``, from the image sizes."""
+    if slicing is None:
+        return 1.0
+    sizes = [(r.height, r.width) for part in getattr(dataset, "datasets", [dataset]) for r in part.records]
+    if any(h is None for h, _ in sizes):
+        return float("nan")
+    anchor = smallest_anchor(model)
+    return float(np.mean([len(slicing.tiles(h, w, model.input_size, anchor)) for h, w in sizes]))
+
+
+def score(model, config: dict, dataset, slicing: Slicing | None, conf: float | None, batch_size: int) -> dict:
+    post = postprocess_options(config, conf_thresh=conf)
+    start, cpu = time.perf_counter(), time.process_time()
+    if slicing is None:
+        detections, candidates = predict_with_candidates(model, dataset, batch_size, 0, "cpu", progress=False, **post)
+    else:
+        detections, candidates = predict_sliced(model, dataset, slicing, batch_size, 0, "cpu", progress=False,
+                                                with_candidates=True, **post)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    ground_truth, ids = ground_truth_of(dataset), image_ids(dataset)
+    evaluator = DetectionEvaluator(class_names(dataset), "voc07", crowd_subset=True)
+    evaluator.process(detections, ground_truth, ids)
+    report = evaluator.evaluate()
+    recall = report["curves"]["person"][0]
+    errors = analyse(detections, candidates, ground_truth, post["nms_thresh"], ids=ids)
+    at = {row["name"]: {k: row[k] for k in ("tp", "fp", "fp_by_category", "misses", "misses_by_cause")}
+          for row in errors["thresholds"] if row["kind"] == "score"}
+    return {"ap": report["map"], "crowd_ap": report["crowd"]["map"], "recall": float(np.max(recall, initial=0.0)),
+            "npos": int(errors["npos"]), "images": len(dataset), "seconds_per_image": seconds / len(dataset),
+            "cpu_seconds_per_image": cpu / len(dataset), "errors": at}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--settings", nargs="+", required=True)
+    parser.add_argument("--conf", type=float, help="score floor (default: the model config's)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    opts = parser.parse_args(argv)
+    torch.set_num_threads(opts.threads)
+    model, config = load_model(opts.weights)
+    dataset = open_dataset(opts.dataset, opts.data_root, opts.split)
+    done = set()
+    if opts.out.exists():
+        done = {(r["setting"], r["conf"]) for r in map(json.loads, opts.out.read_text().splitlines())}
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    for text in opts.settings:
+        if (text, opts.conf) in done:
+            continue
+        slicing = parse_setting(text)
+        row = {"setting": text, "conf": opts.conf, "dataset": opts.dataset, "split": opts.split,
+               "slicing": slicing.describe() if slicing else "whole image",
+               "passes_per_image": passes_per_image(dataset, slicing, model),
+               **score(model, config, dataset, slicing, opts.conf, opts.batch_size)}
+        with opts.out.open("a") as stream:
+            stream.write(json.dumps(row) + "\n")
+        print(f"{text:28s} AP {row['ap']:.4f} crowd {row['crowd_ap']:.4f} recall {row['recall']:.4f} "
+              f"passes {row['passes_per_image']:.1f} {row['seconds_per_image']:.2f} s/img", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
