@@ -30,8 +30,10 @@ Without ``select_split`` there is one stage: every cell x ``seeds`` on ``train.t
 Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` and ``OUTPUT/ablation.png``.
 
 Evaluation sets other than the training data's own splits are named under ``evaluations``
-(``name: {dataset, data_root, split, data_options, frame_stride, image_size}``; ``image_size``
-scores the trained weights at another input size). ``select_split`` and ``test_split`` may name
+(``name: {dataset, data_root, split, data_options, frame_stride, image_size, slicing}``; ``image_size``
+scores the trained weights at another input size, ``slicing`` (``{size, overlap, full_image, merge,
+metric, thresh}``, repssd.slicing.Slicing's fields) scores them on overlapping tiles of each image,
+merged; the error decomposition then takes the tiles' detections as candidates). ``select_split`` and ``test_split`` may name
 one; ``test_splits`` (a list) scores the finalists on each, the first being the primary one.
 """
 from __future__ import annotations
@@ -53,7 +55,7 @@ from repssd.engine.config import ConfigError, TrainConfig, parse_options
 from repssd.eval import DetectionEvaluator
 from repssd.eval.bootstrap import Outcomes, detection_outcomes
 from repssd.eval.errors import analyse, image_counts
-from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset, predict_with_candidates
+from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset, predict_sliced, predict_with_candidates
 from repssd.losses import build_criterion, parse_weights
 
 from .report import compare_final, markdown, plot, select_finalists, summarise
@@ -137,9 +139,13 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     done = folder / f"metrics_{split}.json"
     if done.exists():
         return json.loads(done.read_text())
-    model, post, dataset = _scored(config, cell, seed, out, split, train)
-    detections, candidates = predict_with_candidates(model, dataset, batch_size=train.get("batch_size", 16), workers=0,
-                                                     progress=False, **post)
+    model, post, dataset, slicing = _scored(config, cell, seed, out, split, train)
+    if slicing is not None:
+        detections, candidates = predict_sliced(model, dataset, slicing, batch_size=train.get("batch_size", 16),
+                                                progress=False, with_candidates=True, **post)
+    else:
+        detections, candidates = predict_with_candidates(model, dataset, batch_size=train.get("batch_size", 16),
+                                                         workers=0, progress=False, **post)
     ground_truth = ground_truth_of(dataset)
     errors = analyse(detections, candidates, ground_truth, nms_thresh=post["nms_thresh"],
                      score_thresholds=ERROR_SCORES, fppi=ERROR_FPPI, ids=image_ids(dataset))
@@ -169,11 +175,13 @@ def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: 
     done = folder / f"nms_{split}.json"
     if done.exists():
         return json.loads(done.read_text())
-    model, post, dataset = _scored(config, cell, seed, out, split, train)
+    model, post, dataset, slicing = _scored(config, cell, seed, out, split, train)
     ground_truth, sweep = ground_truth_of(dataset), {"cell": cell, "seed": seed, "split": split, "nms": {}}
     for nms in config["nms_sweep"]:
+        options = {**post, "nms_thresh": float(nms)}
         detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0,
-                                     progress=False, **{**post, "nms_thresh": float(nms)})
+                                     progress=False, **options) if slicing is None else \
+            predict_sliced(model, dataset, slicing, batch_size=train.get("batch_size", 16), progress=False, **options)
         evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True,
                                        crowd_iou=config.get("crowd_iou", 0.1))
         evaluator.process(detections, ground_truth, image_ids(dataset))
@@ -185,14 +193,23 @@ def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: 
 
 
 def _scored(config: dict, cell: str, seed: int, out: Path, split: str, train: dict):
-    """(model, post-processing options, dataset) to score run (cell, seed) on ``split``: trained if
-    needed, then at the evaluation set's input size (see :func:`evaluation_set`)."""
+    """(model, post-processing options, dataset, slicing or None) to score run (cell, seed) on
+    ``split``: trained if needed, then at the evaluation set's input size and slicing (see
+    :func:`evaluation_set`)."""
     model, post = _trained_model(config, cell, seed, out, train)
     options = {**train, **config["cells"][cell]}
     weights = Path(options["weights"]) if options.get("no_training") else \
         run_dir(out, cell, seed) / "checkpoints" / "last.pth"
     model, dataset = evaluation_set(config, split, train, model, weights)
-    return model, post, dataset
+    return model, post, dataset, evaluation_slicing(config, split)
+
+
+def evaluation_slicing(config: dict, split: str):
+    """The :class:`repssd.slicing.Slicing` an evaluation set asks for (its ``slicing`` entry), or None."""
+    from repssd.slicing import Slicing
+
+    spec = ((config.get("evaluations") or {}).get(split) or {}).get("slicing")
+    return None if spec is None else Slicing(**spec)
 
 
 def evaluation_set(config: dict, split: str, train: dict, model, weights: Path):

@@ -51,10 +51,10 @@ def test_whole_image_pass_is_appended_only_with_several_tiles():
 
 
 def test_auto_tile_size_sizes_a_person_to_the_smallest_anchor():
-    # a person 1/18 of 1080 px (60 px) should come out 0.1 of a 300-px input: a 600-px tile
-    assert auto_tile_size(1080, 1920, (300, 300), 0.1) == (600, 600)
-    assert auto_tile_size(1080, 1920, (640, 384), 0.1) == (1000, 600)  # the model input's aspect
-    assert auto_tile_size(480, 640, (300, 300), 0.1) == (267, 267)
+    # a person 6% of 1080 px (65 px) should come out 0.1 of a 300-px input: a 648-px tile
+    assert auto_tile_size(1080, 1920, (300, 300), 0.1) == (648, 648)
+    assert auto_tile_size(1080, 1920, (640, 384), 0.1) == (1080, 648)  # the model input's aspect
+    assert auto_tile_size(480, 640, (300, 300), 0.1) == (288, 288)
     assert auto_tile_size(100, 100, (300, 300), 0.01) == (100, 100)  # never more than the image
     assert auto_tile_size(1, 1, (300, 300), 0.1) == (1, 1)
 
