@@ -15,11 +15,13 @@ $(VENV)/bin/python:
 
 # visdom is only published as a source package that imports pkg_resources while building:
 # give it setuptools<81 and build it without isolation before installing the project. Then put
-# visdom's web page assets in place from the npm registry, so its server runs offline.
+# visdom's web page assets in place from the npm registry, so its server runs offline. sahi goes in
+# without its dependencies (its opencv-python would sit beside opencv-python-headless; see pyproject).
 $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PIP) install --upgrade "pip" "setuptools<81" wheel
 	$(PIP) install --no-build-isolation visdom
 	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps "sahi==0.12.8"
 	$(PY) -m repssd.engine.visdom_assets
 	$(PY) -m repssd.weights
 	touch $(STAMP)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from repssd.convert import load_model
+from repssd.data import SSDTestTransform
 from repssd.data.factory import class_names, open_dataset
 from repssd.eval import DetectionEvaluator
 from repssd.eval.errors import analyse
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     torch.set_num_threads(opts.threads)
     model, config = load_model(opts.weights)
-    dataset = open_dataset(opts.dataset, opts.data_root, opts.split)
+    # the whole-image pass resizes with the test transform; sliced inference cuts tiles from the originals
+    dataset = open_dataset(opts.dataset, opts.data_root, opts.split, transform=SSDTestTransform(model.input_size))
     done = set()
     if opts.out.exists():
         done = {(r["setting"], r["conf"]) for r in map(json.loads, opts.out.read_text().splitlines())}

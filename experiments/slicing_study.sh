@@ -12,7 +12,7 @@ VAL=MOT17-02-FRCNN,MOT17-09-FRCNN,MOT17-13-FRCNN
 TEST=MOT17-04-FRCNN,MOT17-05-FRCNN,MOT17-10-FRCNN,MOT17-11-FRCNN
 run() { $PY -m experiments.slicing_study --weights $W "$@"; }
 # selection: the frontier over tile size, overlap and the whole-image pass (crowd merge), and the merges
-run --dataset mot --data-root data/MOT17-mini --split $VAL --out $OUT/mot17_val.jsonl --settings \
+run --dataset mot --data-root data/MOT17-mini --split $VAL --out $OUT/mot17_val.jsonl --settings 650 \
   full auto 360 432 432@0.1 480 512 540 540@0.1 600 600@0.1 600-nofull 648 648-nofull 720 800x600 \
   540:nms 540:nms:iou:0.5 540:greedy-nmm:ios 540:nms:ios 540:crowd:iou:0.5 540:crowd:iou:0.7 \
   512:nms:iou:0.5 512:greedy-nmm:ios auto:nms auto:greedy-nmm:ios

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Slicing", "tile_starts", "tile_boxes", "auto_tile_size", "parse_tile_size", "MERGES", "MERGE_METRICS",
-           "AUTO_PERSON_FRACTION"]
+           "AUTO_PERSON_PIXELS"]
 
 MERGES = ("nms", "greedy-nmm", "crowd")
 MERGE_METRICS = ("iou", "ios")
-# auto: the smallest person the tiles must show, as a fraction of the image height (validated on the
-# MOT17-mini validation frames, see docs/slicing.md); such a person is sized to the smallest anchor
-AUTO_PERSON_FRACTION = 1 / 18
+# auto: the height in pixels of the smallest person the tiles must show (chosen on the MOT17-mini
+# validation frames, see docs/slicing.md); such a person comes out the size of the smallest anchor
+AUTO_PERSON_PIXELS = 65
 
 
 def tile_starts(length: int, size: int, overlap: float) -> list[int]:
@@ -56,15 +56,17 @@ def tile_boxes(height: int, width: int, size: tuple[int, int], overlap: float) -
 
 
 def auto_tile_size(height: int, width: int, input_size: tuple[int, int], smallest_anchor: float,
-                   person_fraction: float = AUTO_PERSON_FRACTION) -> tuple[int, int]:
-    """The ``auto`` tile ``(W, H)`` for an image: a person ``person_fraction`` of the image height
-    tall comes out the height of the model's smallest anchor in the network input, i.e. the tile is
-    ``person_fraction * height / smallest_anchor`` high (``smallest_anchor``: the smallest prior's
-    height as a fraction of the input), never more than the image; the width keeps the model
-    input's aspect. A whole-image pass sees the large people (``Slicing.full_image``)."""
+                   person_pixels: float = AUTO_PERSON_PIXELS) -> tuple[int, int]:
+    """The ``auto`` tile ``(W, H)`` for an image: a person ``person_pixels`` tall in the image comes
+    out the height of the model's smallest anchor in the network input, i.e. the tile is
+    ``person_pixels / smallest_anchor`` high (``smallest_anchor``: the smallest prior's height as a
+    fraction of the input; 0.1 -> 650-px tiles), the width keeping the model input's aspect. An
+    image no larger than that is not sliced: the whole image already shows such a person at that
+    size or larger. A whole-image pass sees the large people (``Slicing.full_image``)."""
     in_w, in_h = input_size
-    tile_h = min(height, max(1, round(person_fraction * height / smallest_anchor)))
-    return max(1, round(tile_h * in_w / in_h)), tile_h
+    tile_h = max(1, round(person_pixels / smallest_anchor))
+    tile_w = max(1, round(tile_h * in_w / in_h))
+    return (width, height) if tile_w >= width and tile_h >= height else (tile_w, tile_h)
 
 
 def parse_tile_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | str | None:

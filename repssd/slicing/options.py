@@ -11,7 +11,7 @@ __all__ = ["add_slicing_arguments", "slicing_from_args"]
 def add_slicing_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sliced inference (large images: overlapping tiles at the model input, merged)")
     group.add_argument("--slice", metavar="SIZE", help="tile size in pixels of the original image: S, WxH, or auto "
-                       "(a person 1/18 of the image height comes out the size of the smallest anchor)")
+                       "(tiles where a person 65 px tall is the size of the smallest anchor; smaller images are not sliced)")
     group.add_argument("--slice-overlap", type=float, default=0.2, help="fraction of a tile shared with its "
                        "neighbour, 0 <= R < 1 (default 0.2)")
     group.add_argument("--no-full-image", action="store_true", help="skip the whole-image pass (on by default)")

@@ -49,14 +49,15 @@ class TileDetections:
 def image_tiles(images: Sequence[np.ndarray], slicing: Slicing, input_size: tuple[int, int],
                 anchor: float) -> tuple[list[np.ndarray], Sources]:
     """Tiles of each image (``int64 [T_i, 4]``) and all of them as :class:`Sources`."""
-    tiles, image, interior = [], [], []
+    tiles, image, interior, warned = [], [], [], False
     for i, img in enumerate(images):
         height, width = img.shape[:2]
         boxes = slicing.tiles(height, width, input_size, anchor)
         tile_w, tile_h = slicing.tile_size(height, width, input_size, anchor)
-        if slicing.size != "auto" and tile_w >= width and tile_h >= height:
-            warnings.warn(f"slicing: a {tile_w}x{tile_h} tile covers the whole image (e.g. {width}x{height}): "
-                          "such images run as one tile", stacklevel=3)
+        if not warned and slicing.size != "auto" and tile_w >= width and tile_h >= height:
+            warnings.warn(f"slicing: a {tile_w}x{tile_h} tile covers the whole of an image (e.g. {width}x{height}); "
+                          "such images run as one tile, without a second whole-image pass", stacklevel=3)
+            warned = True
         tiles.append(boxes)
         image.append(np.full(len(boxes), i))
         interior.append(np.concatenate([boxes[:, :2] > 0, boxes[:, 2:3] < width, boxes[:, 3:4] < height], 1))

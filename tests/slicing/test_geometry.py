@@ -44,6 +44,7 @@ def test_tiles_equal_sahis_on_random_sizes():
 
 
 def test_whole_image_pass_is_appended_only_with_several_tiles():
+    assert Slicing().tiles(480, 640, (300, 300), 0.1).tolist() == [[0, 0, 640, 480]]  # auto: not sliced
     tiles = Slicing(size=540).tiles(1080, 1920, (300, 300), 0.1)
     assert tiles.shape == (16, 4) and tiles[-1].tolist() == [0, 0, 1920, 1080]
     assert Slicing(size=540, full_image=False).tiles(1080, 1920, (300, 300), 0.1).shape == (15, 4)
@@ -51,12 +52,14 @@ def test_whole_image_pass_is_appended_only_with_several_tiles():
 
 
 def test_auto_tile_size_sizes_a_person_to_the_smallest_anchor():
-    # a person 6% of 1080 px (65 px) should come out 0.1 of a 300-px input: a 648-px tile
-    assert auto_tile_size(1080, 1920, (300, 300), 0.1) == (648, 648)
-    assert auto_tile_size(1080, 1920, (640, 384), 0.1) == (1080, 648)  # the model input's aspect
-    assert auto_tile_size(480, 640, (300, 300), 0.1) == (288, 288)
-    assert auto_tile_size(100, 100, (300, 300), 0.01) == (100, 100)  # never more than the image
+    # a person 65 px tall should come out 0.1 of the input (the smallest anchor): 650-px tiles
+    assert auto_tile_size(1080, 1920, (300, 300), 0.1) == (650, 650)
+    assert auto_tile_size(1080, 1920, (640, 384), 0.1) == (1083, 650)  # the model input's aspect
+    assert auto_tile_size(1080, 1920, (300, 300), 0.2) == (325, 325)  # larger anchors, smaller tiles
+    # an image that already shows a 65-px person at anchor size is not sliced
+    assert auto_tile_size(480, 640, (300, 300), 0.1) == (640, 480)
     assert auto_tile_size(1, 1, (300, 300), 0.1) == (1, 1)
+    assert auto_tile_size(600, 3000, (300, 300), 0.1) == (650, 650)  # a panorama: cut along its width
 
 
 @pytest.mark.parametrize("text,expected", [("512", (512, 512)), ("640x360", (640, 360)), ("AUTO", "auto"),

@@ -46,7 +46,7 @@ def test_images_sliced_together_equal_one_at_a_time(model, merge, metric):
 
 def test_one_tile_covering_the_image_is_the_plain_detector_and_is_said(model):
     plain = Detector(model, fast=False, **POST).predict(images())
-    with pytest.warns(UserWarning, match="covers the whole image"):
+    with pytest.warns(UserWarning, match="covers the whole of an image"):
         sliced = Detector(model, fast=False, slicing=Slicing(size=400, merge="nms"), **POST).predict(images())
     same(sliced, plain)
 
