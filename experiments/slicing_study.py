@@ -69,7 +69,7 @@ def score(model, config: dict, dataset, slicing: Slicing | None, conf: float | N
     evaluator.process(detections, ground_truth, ids)
     report = evaluator.evaluate()
     recall = report["curves"]["person"][0]
-    errors = analyse(detections, candidates, ground_truth, post["nms_thresh"], ids=ids)
+    errors = analyse(detections, candidates, ground_truth, post["nms_thresh"], score_thresholds=(0.3, 0.5), ids=ids)
     at = {row["name"]: {k: row[k] for k in ("tp", "fp", "fp_by_category", "misses", "misses_by_cause")}
           for row in errors["thresholds"] if row["kind"] == "score"}
     return {"ap": report["map"], "crowd_ap": report["crowd"]["map"], "recall": float(np.max(recall, initial=0.0)),
@@ -77,18 +77,43 @@ def score(model, config: dict, dataset, slicing: Slicing | None, conf: float | N
             "cpu_seconds_per_image": cpu / len(dataset), "errors": at}
 
 
+def table(path: Path) -> str:
+    """A study file as a markdown table: AP, crowd AP, recall, passes and seconds per image, and the
+    misses the merge caused at score 0.5 (people merged into a neighbour's true positive)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    at = "score>=0.3" if all("score>=0.3" in r["errors"] for r in rows) else "score>=0.5"
+    lines = [f"| setting | conf | AP | crowd AP | recall | passes / image | s / image (2 cores) | TP ({at}) | "
+             "duplicates | merged away: into a neighbour's TP / other | suppressed by NMS |", "|" + " --- |" * 11]
+    for r in rows:
+        e = r["errors"][at]
+        merged = f"{e['misses_by_cause'].get('merged_neighbour', 0)} / {e['misses_by_cause'].get('merged_other', 0)}"
+        suppressed = e["misses_by_cause"]["suppressed_neighbour"] + e["misses_by_cause"]["suppressed_other"]
+        lines.append(f"| {r['slicing']} | {'model' if r['conf'] is None else r['conf']} | {r['ap']:.4f} | "
+                     f"{r['crowd_ap']:.4f} | {r['recall']:.4f} | {r['passes_per_image']:.1f} | "
+                     f"{r['seconds_per_image']:.2f} | {e['tp']} | {e['fp_by_category']['duplicate']} | {merged} | "
+                     f"{suppressed} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--data-root", required=True)
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--settings", nargs="+", required=True)
+    parser.add_argument("--report", type=Path, nargs="+", help="print the tables of these study files and stop")
+    parser.add_argument("--weights", type=Path)
+    parser.add_argument("--dataset")
+    parser.add_argument("--data-root")
+    parser.add_argument("--split")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--settings", nargs="+")
     parser.add_argument("--conf", type=float, help="score floor (default: the model config's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     opts = parser.parse_args(argv)
+    if opts.report:
+        for path in opts.report:
+            print(f"### {path.stem}\n\n{table(path)}\n")
+        return 0
+    if not all((opts.weights, opts.dataset, opts.data_root, opts.split, opts.out, opts.settings)):
+        parser.error("--weights, --dataset, --data-root, --split, --out and --settings are needed to run")
     torch.set_num_threads(opts.threads)
     model, config = load_model(opts.weights)
     # the whole-image pass resizes with the test transform; sliced inference cuts tiles from the originals

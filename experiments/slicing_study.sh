@@ -27,3 +27,9 @@ run --dataset mot --data-root data/MOT17-mini --split $TEST --out $OUT/mot17_tes
 run --dataset pennfudan --data-root data/PennFudanPed --split test --out $OUT/pennfudan_test.jsonl --settings $FINAL
 run --dataset mot --data-root data/MOT17-mini --split all --out $OUT/mot17_all_conf03.jsonl --conf 0.3 --settings \
   full auto 512:greedy-nmm:ios 512:nms 540:greedy-nmm:ios
+# the merges on the same tiles (540 px, 0.2, whole frame), errors at score 0.3 and 0.5: at the model's score
+# floor and at SAHI's default 0.3 (where SAHI keeps GREEDYNMM/IOS)
+for conf in "" "--conf 0.3"; do
+  run --dataset mot --data-root data/MOT17-mini --split all --out $OUT/mot17_all_merges${conf:+_conf03}.jsonl ${conf} \
+    --settings full 540:crowd 540:nms 540:nms:iou:0.5 540:greedy-nmm:ios 540:nms:ios 540:greedy-nmm:iou:0.5
+done
