@@ -118,7 +118,15 @@ def test_an_image_claiming_too_many_pixels_is_one_unreadable_input_and_the_rest_
 
 @pytest.mark.parametrize("option, message", [(["--batch-size", "0"], "--batch-size must be positive, got 0"),
                                              (["--top-k", "-1"], "--top-k must be positive, got -1"),
-                                             (["--max-frames", "0"], "--max-frames must be positive, got 0")])
+                                             (["--max-frames", "0"], "--max-frames must be positive, got 0"),
+                                             (["--slice", "0"], "--slice 0: expected S or WxH"),
+                                             (["--slice", "-64"], "--slice -64: expected S or WxH"),
+                                             (["--slice", "big"], "--slice big: expected S, WxH"),
+                                             (["--slice", "64", "--slice-overlap", "1"], "--slice-overlap must be in [0, 1)"),
+                                             (["--slice", "64", "--slice-overlap", "-0.5"], "--slice-overlap must be in"),
+                                             (["--slice", "64", "--merge-thresh", "0"], "--merge-thresh must be in (0, 1]"),
+                                             (["--slice", "64", "--merge-metric", "ios"], "--merge-metric ios: the crowd"),
+                                             (["--merge", "nms"], "--merge needs --slice")])
 def test_bad_option_values_are_refused_up_front(weights, media, tmp_path, capsys, option, message):
     out = tmp_path / "out"
     assert detect.main(["--weights", str(weights), "--output-dir", str(out), str(media / "single.jpg"), *option]) == 2
@@ -153,3 +161,17 @@ def test_output_paths_under_a_file_are_one_line(weights, media, tmp_path, capsys
         assert run() == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"cannot be created, {blocker} is a file" in err, err
+
+
+def test_slicing_runs_on_images_folders_and_videos(weights, media, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = detect.main(["--weights", str(weights), "--output-dir", str(out), "--conf-thresh", "0.2", "--slice", "48",
+                        "--slice-overlap", "0.25", "--merge", "greedy-nmm", "--merge-metric", "ios",
+                        str(media / "photos"), str(media / "clip.avi")])
+    assert code == 0
+    record = json.loads((out / "detections.json").read_text())
+    assert record["slicing"].startswith("tiles 48x48, overlap 0.25, with the whole image, merge greedy-nmm (ios")
+    image = record["detections"][str(media / "photos" / "p1.png")]
+    assert image and all(0 <= d["box"][0] <= d["box"][2] <= 120 and 0 <= d["box"][3] <= 90 for d in image)
+    assert len(record["detections"][str(media / "clip.avi")]) == 5
+    assert "sliced inference: tiles 48x48" in capsys.readouterr().out

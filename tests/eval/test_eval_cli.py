@@ -170,7 +170,10 @@ def test_a_bad_config_beside_the_checkpoint_is_one_line(run, tmp_path, capsys, c
 
 
 @pytest.mark.parametrize("option, message", [(["--batch-size", "0"], "--batch-size must be positive, got 0"),
-                                             (["--workers", "-2"], "--workers must be 0 or more, got -2")])
+                                             (["--workers", "-2"], "--workers must be 0 or more, got -2"),
+                                             (["--slice", "0x10"], "--slice 0x10: expected S or WxH"),
+                                             (["--slice", "auto", "--slice-overlap", "1.5"], "--slice-overlap must be"),
+                                             (["--no-full-image"], "--no-full-image needs --slice")])
 def test_eval_refuses_bad_option_values_up_front(run, tmp_path, capsys, option, message):
     out = tmp_path / "out"
     assert eval_cli.main(["--weights", str(run / "run/checkpoints/last.pth"), "--output-dir", str(out), *option]) == 2
@@ -214,3 +217,18 @@ def test_coco_path_leaves_an_unreadable_image_out_too(run, tmp_path):
     evaluator.process(detections, ground_truth_of(dataset), image_ids(dataset))
     report = evaluator.evaluate()
     assert report["num_images"] == 5 and report["unreadable_images"] == [image_ids(dataset)[3]]
+
+
+def test_sliced_evaluation_scores_the_merged_tiles_and_blames_the_merge(run, tmp_path, capsys):
+    weights = str(run / "run/checkpoints/last.pth")
+    assert eval_cli.main(["--weights", weights, "--workers", "0", "--output-dir", str(tmp_path / "whole")]) == 0
+    assert eval_cli.main(["--weights", weights, "--workers", "0", "--slice", "64", "--slice-overlap", "0.25", "--errors",
+                          "--crowd-subset", "--output-dir", str(tmp_path / "sliced")]) == 0
+    whole, sliced = (json.loads((tmp_path / x / "report.json").read_text()) for x in ("whole", "sliced"))
+    assert sliced["slicing"]["size"] == [64, 64] and sliced["slicing"]["merge"] == "crowd"
+    assert whole["slicing"] is None and sliced["map"] != whole["map"]
+    errors = json.loads((tmp_path / "sliced/errors.json").read_text())
+    assert {"merged_neighbour", "merged_other"} <= set(errors["thresholds"][0]["misses_by_cause"])
+    assert "merged_neighbour" in capsys.readouterr().out
+    assert eval_cli.main(["--detections", str(tmp_path / "sliced/detections.json"), "--slice", "64",
+                          "--output-dir", str(tmp_path / "x")]) == 2
