@@ -24,7 +24,7 @@ from repssd.convert import load_model
 from repssd.data import SSDTestTransform
 from repssd.data.factory import class_names, open_dataset
 from repssd.eval import DetectionEvaluator
-from repssd.eval.errors import analyse
+from repssd.eval.errors import CAUSES, analyse
 from repssd.eval.inference import ground_truth_of, image_ids, predict_sliced, predict_with_candidates
 from repssd.postprocess import postprocess_options
 from repssd.slicing import Slicing, smallest_anchor
@@ -74,13 +74,19 @@ def score(model, config: dict, dataset, slicing: Slicing | None, conf: float | N
           for row in errors["thresholds"] if row["kind"] == "score"}
     return {"ap": report["map"], "crowd_ap": report["crowd"]["map"], "recall": float(np.max(recall, initial=0.0)),
             "npos": int(errors["npos"]), "images": len(dataset), "seconds_per_image": seconds / len(dataset),
-            "cpu_seconds_per_image": cpu / len(dataset), "errors": at}
+            "cpu_seconds_per_image": cpu / len(dataset), "errors": at, "causes": list(CAUSES)}
 
 
 def table(path: Path) -> str:
     """A study file as a markdown table: AP, crowd AP, recall, passes and seconds per image, and the
     misses the merge caused at score 0.5 (people merged into a neighbour's true positive)."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if not all("errors" in r for r in rows):
+        lines = ["| setting | conf | AP | crowd AP | recall | passes / image | s / image (2 cores) |", "|" + " --- |" * 7]
+        lines += [f"| {r['slicing']} | {'model' if r['conf'] is None else r['conf']} | {r['ap']:.4f} | "
+                  f"{r['crowd_ap']:.4f} | {r['recall']:.4f} | {r['passes_per_image']:.1f} | {r['seconds_per_image']:.2f} |"
+                  for r in rows]
+        return "\n".join(lines)
     at = "score>=0.3" if all("score>=0.3" in r["errors"] for r in rows) else "score>=0.5"
     lines = [f"| setting | conf | AP | crowd AP | recall | passes / image | s / image (2 cores) | TP ({at}) | "
              "duplicates | merged away: into a neighbour's TP / other | suppressed by NMS |", "|" + " --- |" * 11]

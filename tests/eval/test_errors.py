@@ -362,8 +362,8 @@ def test_sliced_candidates_blame_the_merge():
     ]
     truth = [gt([a, b]), gt([[100, 0, 120, 40]]), gt([a, [6, 0, 26, 40]])]
     row = analyse(kept, candidates, truth, NMS, score_thresholds=[0.5], fppi=[])["thresholds"][0]
-    assert row["misses_by_cause"] == {"suppressed_neighbour": 1, "suppressed_other": 0, "merged_neighbour": 1,
-                                      "merged_other": 1, "claimed": 0, "low_score": 0, "no_candidate": 0}
+    assert row["misses_by_cause"] == {"merged_neighbour": 1, "merged_other": 1, "suppressed_neighbour": 1,
+                                      "suppressed_other": 0, "claimed": 0, "low_score": 0, "no_candidate": 0}
     assert row["tp"] == 2 and row["fp_by_category"]["localisation"] == 1
     # a merged box differs from every candidate: the links, not box equality, say which is kept
     kept[0]["boxes"] = np.array([[0.0, 0, 21, 40]])

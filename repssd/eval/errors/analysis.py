@@ -14,9 +14,10 @@ kept box above it is not one, or none is (top_k cut); CLAIMED, a kept box >= t o
 another GT; LOW SCORE, candidates on it all score < t; NO CANDIDATE. Candidates are the same
 network output post-processed without NMS (``inference.candidate_options``). With sliced inference
 (``repssd.slicing``) they are every tile's output without NMS, each linked to the detection it
-ended in (``final``, ``merged``): a miss whose candidate >= t survived its tile's NMS and was
-then REMOVED BY THE MERGE, into another GT's true positive (MERGED (NEIGHBOUR): a person merged
-away) or not (MERGED (OTHER)), comes after the two suppressed causes.
+ended in (``final``, ``merged``). A miss with a candidate >= t that survived its tile's NMS was
+REMOVED BY THE MERGE (the last stage it went through), into another GT's true positive (MERGED
+(NEIGHBOUR): a person merged away) or not (MERGED (OTHER)); these come first, before the two
+suppressed causes, which then mean that every candidate >= t was removed by its tile's NMS.
 
 GT of the class flagged ignore or difficult, and ignore regions of any class, are ignore regions;
 GT of other classes are left out. Thresholds compare with >=; "false positives" are the duplicates
@@ -40,7 +41,7 @@ __all__ = ["analyse", "image_counts", "CATEGORIES", "CAUSES", "FP_CATEGORIES", "
 
 CATEGORIES = ("tp", "duplicate", "crowd", "localisation", "background", "ignored")
 FP_CATEGORIES = CATEGORIES[1:5]
-CAUSES = ("tp", "suppressed_neighbour", "suppressed_other", "merged_neighbour", "merged_other", "claimed", "low_score",
+CAUSES = ("tp", "merged_neighbour", "merged_other", "suppressed_neighbour", "suppressed_other", "claimed", "low_score",
           "no_candidate")
 MISS_CAUSES = CAUSES[1:]
 _CELLS = 1 << 22  # candidate x kept cells per suppressor step
@@ -205,7 +206,7 @@ def _outcomes(kept: tuple, cand: tuple, gt: tuple, nms_thresh: float, iou_thresh
 def _causes(out: dict, thresholds: np.ndarray) -> np.ndarray:
     """Cause code (index into :data:`CAUSES`) of every GT at each threshold -> [T, I, G]."""
     t = np.asarray(thresholds, np.float64)[:, None, None]
-    found = [out[key] >= t for key in ("matched", "neighbour", "suppressed", "merged_neighbour", "merged", "claimed")]
+    found = [out[key] >= t for key in ("matched", "merged_neighbour", "merged", "neighbour", "suppressed", "claimed")]
     return np.select(found + [np.broadcast_to(out["candidate"], found[0].shape)], list(range(7)), 7)
 
 
