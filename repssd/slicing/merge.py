@@ -35,7 +35,7 @@ from ..boxes import box_area
 
 __all__ = ["Sources", "MergeResult", "merge", "pair_metric"]
 
-_PAIR_CELLS = 1 << 21  # detection pairs examined per chunk of tile pairs
+_PAIR_CELLS = 1 << 19  # detection pairs examined per chunk of tile pairs (~100 MB of temporaries)
 
 
 @dataclass
