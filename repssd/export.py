@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from .coder import decode
-from .postprocess import _rank_in_group
+from .postprocess import rank_in_group
 
 __all__ = ["ExportModule", "export_onnx", "select_nms"]
 
@@ -49,7 +49,7 @@ def select_nms(boxes: Tensor, scores: Tensor, max_per_class: int, iou_threshold:
     image = torch.div(group, classes, rounding_mode="floor")
     kept = batched_nms(boxes[image, prior], flat[candidates], group, iou_threshold)  # best first
     kept = kept[group[kept].argsort(stable=True)]  # by group, best first within each
-    kept = kept[_rank_in_group(group[kept], batch * classes) < max_per_class]
+    kept = kept[rank_in_group(group[kept], batch * classes) < max_per_class]
     return torch.stack((image[kept], group[kept] % classes, prior[kept]), dim=1)
 
 

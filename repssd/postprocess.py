@@ -21,7 +21,7 @@ from torchvision.ops import batched_nms
 from .boxes import box_iou
 from .coder import VARIANCES, decode
 
-__all__ = ["Detections", "detect", "METHODS", "SCORES", "DEFAULTS", "postprocess_options"]
+__all__ = ["Detections", "detect", "METHODS", "SCORES", "DEFAULTS", "postprocess_options", "rank_in_group"]
 
 METHODS = ("nms", "soft-linear", "soft-gaussian")
 # detect()'s keyword defaults for repssd's own models; a model imported from another framework
@@ -133,7 +133,7 @@ def _hard_nms(boxes: Tensor, out_boxes: Tensor, probs: Tensor, conf_thresh: floa
         prior = torch.div(index[image, slot], num_labels, rounding_mode="floor")
         keep = batched_nms(boxes[image, prior], scores[image, slot], group, nms_thresh)  # best first
         if dropped is not None:
-            keep = keep[_rank_in_group(group[keep], batch * num_labels) < top_k]
+            keep = keep[rank_in_group(group[keep], batch * num_labels) < top_k]
             keep = keep[~dropped[image[keep], prior[keep]]]
         kept = torch.bincount(image[keep], minlength=batch)
         # An image is settled when top_k survived or its M-th candidate is below the threshold.
@@ -144,7 +144,7 @@ def _hard_nms(boxes: Tensor, out_boxes: Tensor, probs: Tensor, conf_thresh: floa
                   image[keep], batch, top_k)
 
 
-def _rank_in_group(group: Tensor, num_groups: int) -> Tensor:
+def rank_in_group(group: Tensor, num_groups: int) -> Tensor:
     """``group (Tensor[N])`` of entries in score order -> each entry's rank within its group."""
     order = group.argsort(stable=True)  # by group, score order within each
     counts = torch.bincount(group, minlength=num_groups)
@@ -198,7 +198,7 @@ def _split(boxes: Tensor, scores: Tensor, labels: Tensor, image: Tensor, batch: 
     """Detections sorted best first over the batch -> per image, each capped at ``top_k``."""
     order = image.argsort(stable=True)  # by image, best first within each
     boxes, scores, labels, image = boxes[order], scores[order], labels[order], image[order]
-    capped = _rank_in_group(image, batch) < top_k
+    capped = rank_in_group(image, batch) < top_k
     sizes = torch.bincount(image, minlength=batch).clamp(max=top_k).tolist()
     return [Detections(*parts) for parts in zip(boxes[capped].split(sizes), scores[capped].split(sizes),
                                                 labels[capped].split(sizes))]

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..boxes import box_area
+from ..postprocess import rank_in_group
 
 __all__ = ["Sources", "MergeResult", "merge", "pair_metric"]
 
@@ -176,14 +177,9 @@ def _greedy(num: int, better: Tensor, worse: Tensor, rank: Tensor) -> tuple[Tens
 def _rank_in_owner(owner: Tensor, rank: Tensor) -> Tensor:
     """Each removed detection's position among those of its owner, best first ([N]; -1 kept)."""
     removed = torch.nonzero(owner >= 0).squeeze(1)
-    key = owner[removed] * (rank.shape[0] + 1) + rank[removed]
-    order = removed[key.argsort()]
-    group = owner[order]
-    first = torch.ones_like(group, dtype=torch.bool)
-    first[1:] = group[1:] != group[:-1]
-    start = torch.cummax(torch.where(first, torch.arange(group.shape[0], device=owner.device), 0), 0).values
+    removed = removed[rank[removed].argsort()]  # score order
     position = torch.full_like(owner, -1)
-    position[order] = torch.arange(group.shape[0], device=owner.device) - start
+    position[removed] = rank_in_group(owner[removed], owner.shape[0])
     return position
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.transforms import resize
-from ..postprocess import Detections, detect
+from ..postprocess import Detections, detect, rank_in_group
 from ..eval.inference import candidate_options
 from .geometry import Slicing
 from .merge import MergeResult, Sources, merge
@@ -110,7 +110,7 @@ def _split_images(tiles: TileDetections, result: MergeResult, num_images: int) -
     order = order[image[order].argsort(stable=True)]  # by image, best first within each
     counts = torch.bincount(image[order], minlength=num_images)
     position = torch.full_like(tiles.source, -1)
-    position[order] = torch.arange(order.shape[0]) - (counts.cumsum(0) - counts)[image[order]]
+    position[order] = rank_in_group(image[order], num_images)
     parts = zip(result.boxes[order].split(counts.tolist()), tiles.scores[order].split(counts.tolist()),
                 tiles.labels[order].split(counts.tolist()))
     return [Detections(*p) for p in parts], position
