@@ -24,6 +24,7 @@ from repssd.convert import load_model
 from repssd.data import SSDTestTransform
 from repssd.data.factory import class_names, open_dataset
 from repssd.eval import DetectionEvaluator
+from repssd.eval.bootstrap import Outcomes, detection_outcomes, paired_bootstrap
 from repssd.eval.errors import CAUSES, analyse
 from repssd.eval.inference import ground_truth_of, image_ids, predict_sliced, predict_with_candidates
 from repssd.postprocess import postprocess_options
@@ -55,7 +56,9 @@ def passes_per_image(dataset, slicing: Slicing | None, model) -> float:
     return float(np.mean([len(slicing.tiles(h, w, model.input_size, anchor)) for h, w in sizes]))
 
 
-def score(model, config: dict, dataset, slicing: Slicing | None, conf: float | None, batch_size: int) -> dict:
+def score(model, config: dict, dataset, slicing: Slicing | None, conf: float | None,
+          batch_size: int) -> tuple[dict, Outcomes]:
+    """One setting on ``dataset``: (metrics, error counts and cost; detection outcomes for the bootstrap)."""
     post = postprocess_options(config, conf_thresh=conf)
     start, cpu = time.perf_counter(), time.process_time()
     if slicing is None:
@@ -70,11 +73,34 @@ def score(model, config: dict, dataset, slicing: Slicing | None, conf: float | N
     report = evaluator.evaluate()
     recall = report["curves"]["person"][0]
     errors = analyse(detections, candidates, ground_truth, post["nms_thresh"], score_thresholds=(0.3, 0.5), ids=ids)
+    outcomes = detection_outcomes(detections, ground_truth)
     at = {row["name"]: {k: row[k] for k in ("tp", "fp", "fp_by_category", "misses", "misses_by_cause")}
           for row in errors["thresholds"] if row["kind"] == "score"}
     return {"ap": report["map"], "crowd_ap": report["crowd"]["map"], "recall": float(np.max(recall, initial=0.0)),
             "npos": int(errors["npos"]), "images": len(dataset), "seconds_per_image": seconds / len(dataset),
-            "cpu_seconds_per_image": cpu / len(dataset), "errors": at, "causes": list(CAUSES)}
+            "cpu_seconds_per_image": cpu / len(dataset), "errors": at, "causes": list(CAUSES)}, outcomes
+
+
+def outcomes_path(out: Path, setting: str, conf: float | None) -> Path:
+    """Where a setting's detection outcomes (for the paired image bootstrap) are kept."""
+    name = setting.replace(":", "_").replace("@", "o") + ("" if conf is None else f"_conf{conf:g}")
+    return out.with_suffix("") / f"{name}.npz"
+
+
+def compare(path: Path, pairs: list[str], samples: int = 1000) -> str:
+    """Paired image bootstrap of the AP difference of settings ``A B`` (both of ``path``)."""
+    def load(setting: str) -> Outcomes:
+        conf = None
+        if "@conf" in setting:
+            setting, conf = setting.split("@conf")[0], float(setting.split("@conf")[1])
+        with np.load(outcomes_path(path, setting, conf)) as data:
+            return Outcomes(**{k: data[k] for k in Outcomes.__annotations__})
+    lines = ["| A | B | AP(A) - AP(B) | 95% interval (image bootstrap) | share of resamples <= 0 |", "|" + " --- |" * 5]
+    for a, b in zip(pairs[::2], pairs[1::2]):
+        result = paired_bootstrap([load(a)], [load(b)], num_samples=samples)
+        lines.append(f"| {a} | {b} | {result['diff']:+.4f} | [{result['low']:+.4f}, {result['high']:+.4f}] | "
+                     f"{result['p_le_0']:.3f} |")
+    return "\n".join(lines)
 
 
 def table(path: Path) -> str:
@@ -104,6 +130,8 @@ def table(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", type=Path, nargs="+", help="print the tables of these study files and stop")
+    parser.add_argument("--compare", nargs="+", metavar="FILE A B", help="a study file, then pairs of its settings "
+                        "(SETTING or SETTING@confC): paired image bootstrap of their AP difference")
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--dataset")
     parser.add_argument("--data-root")
@@ -114,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     opts = parser.parse_args(argv)
+    if opts.compare:
+        print(compare(Path(opts.compare[0]), opts.compare[1:]))
+        return 0
     if opts.report:
         for path in opts.report:
             print(f"### {path.stem}\n\n{table(path)}\n")
@@ -124,20 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     model, config = load_model(opts.weights)
     # the whole-image pass resizes with the test transform; sliced inference cuts tiles from the originals
     dataset = open_dataset(opts.dataset, opts.data_root, opts.split, transform=SSDTestTransform(model.input_size))
-    done = set()
-    if opts.out.exists():
-        done = {(r["setting"], r["conf"]) for r in map(json.loads, opts.out.read_text().splitlines())}
+    rows = [json.loads(line) for line in opts.out.read_text().splitlines()] if opts.out.exists() else []
+    done = {(r["setting"], r["conf"]) for r in rows if outcomes_path(opts.out, r["setting"], r["conf"]).exists()}
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     for text in opts.settings:
         if (text, opts.conf) in done:
             continue
         slicing = parse_setting(text)
+        result, outcomes = score(model, config, dataset, slicing, opts.conf, opts.batch_size)
         row = {"setting": text, "conf": opts.conf, "dataset": opts.dataset, "split": opts.split,
                "slicing": slicing.describe() if slicing else "whole image",
-               "passes_per_image": passes_per_image(dataset, slicing, model),
-               **score(model, config, dataset, slicing, opts.conf, opts.batch_size)}
-        with opts.out.open("a") as stream:
-            stream.write(json.dumps(row) + "\n")
+               "passes_per_image": passes_per_image(dataset, slicing, model), **result}
+        saved = outcomes_path(opts.out, text, opts.conf)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(saved, **{k: getattr(outcomes, k) for k in Outcomes.__annotations__})
+        same = [i for i, r in enumerate(rows) if (r["setting"], r["conf"]) == (text, opts.conf)]
+        rows = rows[:same[0]] + [row] + rows[same[0] + 1:] if same else rows + [row]
+        opts.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(f"{text:28s} AP {row['ap']:.4f} crowd {row['crowd_ap']:.4f} recall {row['recall']:.4f} "
               f"passes {row['passes_per_image']:.1f} {row['seconds_per_image']:.2f} s/img", flush=True)
     return 0
