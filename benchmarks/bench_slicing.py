@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import median_times  # noqa: E402
 from repssd.convert import load_model  # noqa: E402
 from repssd.detector import Detector  # noqa: E402
 from repssd.inputs import read_image_rgb  # noqa: E402
@@ -68,16 +69,6 @@ def sahi_loop(adapter, images, slicing: Slicing) -> list:
                                   force_postprocess_type=True, verbose=0).object_prediction_list for image in images]
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def speed(model, post, images, repeats: int) -> None:
     from repssd.integrations.sahi import RepssdDetectionModel
 
@@ -91,11 +82,11 @@ def speed(model, post, images, repeats: int) -> None:
         b = np.array(sorted(p.bbox.to_xyxy() for p in preds))
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-3, "repssd and SAHI disagree"
     passes = len(slicing.tiles(1080, 1920, model.input_size, smallest_anchor(model)))
-    t_sahi = timed(lambda: sahi_loop(adapter, images, slicing), repeats) / len(images)
-    t_ours = timed(lambda: detector.predict(images), repeats) / len(images)
     auto = Detector(fused, batch_size=16, fast=False, slicing=Slicing(), **post)
     auto_passes = len(Slicing().tiles(1080, 1920, model.input_size, smallest_anchor(model)))
-    t_auto = timed(lambda: auto.predict(images), repeats) / len(images)
+    times = median_times({"sahi": lambda: sahi_loop(adapter, images, slicing), "ours": lambda: detector.predict(images),
+                          "auto": lambda: auto.predict(images)}, repeats=repeats)
+    t_sahi, t_ours, t_auto = (times[k] / len(images) for k in ("sahi", "ours", "auto"))
     print(f"1920x1080, 512-px tiles, overlap 0.2 + whole frame ({passes} passes), NMS/IoU 0.5, "
           f"{len(images)} frames, equal detections")
     print(f"  SAHI 0.12.8 loop (adapter)   {1 / t_sahi:6.2f} frames/s  {t_sahi:.3f} s/frame")

@@ -178,10 +178,11 @@ def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: 
     model, post, dataset, slicing = _scored(config, cell, seed, out, split, train)
     ground_truth, sweep = ground_truth_of(dataset), {"cell": cell, "seed": seed, "split": split, "nms": {}}
     for nms in config["nms_sweep"]:
-        options = {**post, "nms_thresh": float(nms)}
-        detections = predict_dataset(model, dataset, batch_size=train.get("batch_size", 16), workers=0,
-                                     progress=False, **options) if slicing is None else \
-            predict_sliced(model, dataset, slicing, batch_size=train.get("batch_size", 16), progress=False, **options)
+        options = {**post, "nms_thresh": float(nms), "batch_size": train.get("batch_size", 16), "progress": False}
+        if slicing is None:
+            detections = predict_dataset(model, dataset, workers=0, **options)
+        else:
+            detections = predict_sliced(model, dataset, slicing, **options)
         evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True,
                                        crowd_iou=config.get("crowd_iou", 0.1))
         evaluator.process(detections, ground_truth, image_ids(dataset))

@@ -112,7 +112,7 @@ def predict_sliced(model: nn.Module, dataset: Dataset, slicing, batch_size: int 
     candidates: list[dict | None] = [None] * len(loader.dataset)
     for items in tqdm(loader, desc="sliced inference", unit="step", disable=not progress, leave=False):
         good = [(i, sample[0]) for i, sample in items if not isinstance(sample, str)]
-        for _, error in ((i, e) for i, e in items if isinstance(e, str)):
+        for error in (sample for _, sample in items if isinstance(sample, str)):
             warnings.warn(f"{error}; left out of the evaluation (detections and ground truth)", stacklevel=2)
         if not good:
             continue

@@ -53,8 +53,8 @@ def image_tiles(images: Sequence[np.ndarray], slicing: Slicing, input_size: tupl
     for i, img in enumerate(images):
         height, width = img.shape[:2]
         boxes = slicing.tiles(height, width, input_size, anchor)
-        tile_w, tile_h = slicing.tile_size(height, width, input_size, anchor)
-        if not warned and slicing.size != "auto" and tile_w >= width and tile_h >= height:
+        if not warned and slicing.size != "auto" and len(boxes) == 1:  # one tile: the tile covers the image
+            tile_w, tile_h = slicing.size
             warnings.warn(f"slicing: a {tile_w}x{tile_h} tile covers the whole of an image (e.g. {width}x{height}); "
                           "such images run as one tile, without a second whole-image pass", stacklevel=3)
             warned = True
