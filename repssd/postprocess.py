@@ -45,7 +45,8 @@ class Detections:
 
     Attributes:
         boxes (Tensor[N, 4]): xyxy, normalised (from :func:`detect`) or pixels (``Detector``).
-        scores (Tensor[N]): class confidence.
+        scores (Tensor[N]): class confidence (float64 from :func:`detect`, so that confident detections
+            stay distinct: float32 rounds a probability of a logit margin above ~17 to 1.0).
         labels (Tensor[N] int64): class in 1..C-1.
     """
 
@@ -66,7 +67,7 @@ SCORES = ("softmax", "sigmoid")
 def detect(loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, conf_thresh: float = 0.01,
            nms_thresh: float = 0.45, top_k: int = 200, method: str = "nms", candidates: int | None = 400,
            sigma: float = 0.5, clip: bool | str = True, variances: tuple[float, float] = VARIANCES,
-           score: str = "softmax") -> list[Detections]:
+           score: str = "softmax", score_dtype: torch.dtype | None = None) -> list[Detections]:
     """Turn network outputs into detections.
 
     Args:
@@ -86,6 +87,10 @@ def detect(loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, conf_thresh: float 
             ``False``: never (ssd.pytorch).
         score: ``"softmax"`` over the C columns (SSD) or ``"sigmoid"`` of each column (models
             imported from the TF Object Detection API); the background column is dropped.
+        score_dtype: compute the scores in this dtype (default: ``conf``'s). Evaluation asks for
+            ``torch.float64``: float32 rounds every probability of a logit margin above ~17 to
+            exactly 1.0, so a fine-tuned model's most confident detections would tie and AP or
+            MR^-2 at low FPPI would be decided by their order of arrival.
 
     Returns:
         One :class:`Detections` per image with normalised xyxy boxes, sorted by score.
@@ -98,7 +103,8 @@ def detect(loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, conf_thresh: float 
     if mode not in ("before", "after", "none"):
         raise ValueError(f"clip must be True, False, 'before' or 'after', got {clip!r}")
     boxes = decode(loc, priors_cxcywh, variances)  # [B,P,4]
-    probs = (conf.softmax(dim=-1) if score == "softmax" else conf.sigmoid())[..., 1:]  # [B,P,C-1]
+    logits = conf if score_dtype is None else conf.to(score_dtype)
+    probs = (logits.softmax(dim=-1) if score == "softmax" else logits.sigmoid())[..., 1:]  # [B,P,C-1]
     clipped = boxes.clamp(0.0, 1.0) if mode != "none" else boxes
     candidates = probs.shape[1] if candidates is None else candidates
     if method == "nms" and mode == "after":  # empty boxes still suppress, as in TF; dropped after NMS
@@ -131,7 +137,9 @@ def _hard_nms(boxes: Tensor, out_boxes: Tensor, probs: Tensor, conf_thresh: floa
         image, slot = torch.nonzero(eligible, as_tuple=True)
         group = image * num_labels + cls[image, slot]
         prior = torch.div(index[image, slot], num_labels, rounding_mode="floor")
-        keep = batched_nms(boxes[image, prior], scores[image, slot], group, nms_thresh)  # best first
+        # NMS ranks by position in the float64 order (its kernel wants the boxes' dtype)
+        order = -torch.arange(image.shape[0], device=boxes.device, dtype=boxes.dtype)
+        keep = batched_nms(boxes[image, prior], order, group, nms_thresh)  # best first
         if dropped is not None:
             keep = keep[rank_in_group(group[keep], batch * num_labels) < top_k]
             keep = keep[~dropped[image[keep], prior[keep]]]

@@ -245,3 +245,23 @@ def test_clip_after_caps_each_class_before_dropping_empty_boxes():
     torch.testing.assert_close(after.scores, torch.tensor([0.9], dtype=torch.float64))
     before = detect(loc, conf, priors, score="sigmoid", top_k=2, clip=True)[0]
     assert len(before) == 2  # clipped first, B is a zero-area box that stays (torchvision keeps them)
+
+
+def test_float64_scores_keep_confident_detections_distinct():
+    # three separate boxes, logit margins 20 / 25 / 30: float32 rounds all three softmax scores to 1.0
+    priors = xyxy_to_cxcywh(torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.4, 0.4, 0.6, 0.6], [0.8, 0.8, 1.0, 1.0]]))
+    loc = torch.zeros(1, 3, 4)
+    conf = torch.zeros(1, 3, 2)
+    conf[0, :, 1] = torch.tensor([25.0, 30.0, 20.0])
+    plain = detect(loc, conf, priors)[0]
+    assert plain.scores.dtype == torch.float32 and (plain.scores == 1.0).all()  # the ties the evaluator saw
+    ranked = detect(loc, conf, priors, score_dtype=torch.float64)[0]
+    assert ranked.scores.dtype == torch.float64 and (ranked.scores < 1.0).all()
+    assert ranked.scores[0] > ranked.scores[1] > ranked.scores[2]
+    torch.testing.assert_close(ranked.boxes[:, 0], torch.tensor([0.4, 0.0, 0.8]))  # margin 30 first, 20 last
+    # the NMS ranks by the float64 order too: an overlapping box with a lower margin is the one suppressed
+    priors = xyxy_to_cxcywh(torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.0, 0.0, 0.2, 0.21]]))
+    conf = torch.zeros(1, 2, 2)
+    conf[0, :, 1] = torch.tensor([20.0, 30.0])
+    kept = detect(torch.zeros(1, 2, 4), conf, priors, score_dtype=torch.float64)[0]
+    assert len(kept) == 1 and kept.boxes[0, 3].item() == pytest.approx(0.21)

@@ -127,6 +127,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        from ..losses import parse_weights
+        try:
+            parse_weights(self.loss_weights)
+        except ValueError as err:
+            raise ConfigError(f"--loss-weights: {err}") from None
         if self.loss_warmup < 0:
             raise ConfigError(f"--loss-warmup must be >= 0, got {self.loss_warmup}")
         if self.lr <= 0:

@@ -14,7 +14,7 @@ from ..data import collate
 from ..inputs import InputError
 from ..postprocess import detect
 
-__all__ = ["predict_dataset", "predict_with_candidates", "predict_sliced", "candidate_options", "ground_truth_of", "scored_images",
+__all__ = ["predict_dataset", "predict_with_candidates", "predict_sliced", "candidate_options", "ranked", "ground_truth_of", "scored_images",
            "image_ids", "load_image"]
 
 NO_LIMIT = 1 << 40  # top_k for candidates: no per-image cap
@@ -56,6 +56,12 @@ def _collate_readable(items: list) -> tuple[list[int], list[int], list[str], dic
             collate([sample for _, sample in good]) if good else None)
 
 
+def ranked(detect_options: dict) -> dict:
+    """``detect_options`` with float64 scores (unless they name a ``score_dtype``): scores that are
+    ranked must stay distinct where float32 would round them to 1.0 (:func:`detect`)."""
+    return {"score_dtype": torch.float64, **detect_options}
+
+
 def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 16, workers: int = 0,
                     device: torch.device | str | None = None, progress: bool = True,
                     **detect_options) -> list[dict | None]:
@@ -85,7 +91,7 @@ def _predict(model: nn.Module, dataset: Dataset, batch_size: int, workers: int, 
         loc, conf = model(model.preprocess(batch["images"].to(device, non_blocking=True)))
         sizes = batch["sizes"].to(device)
         for out, post in zip(results, options):
-            for index, det, (height, width) in zip(indices, detect(loc, conf, model.priors, **post), sizes):
+            for index, det, (height, width) in zip(indices, detect(loc, conf, model.priors, **ranked(post)), sizes):
                 scale = torch.stack([width, height, width, height]).to(det.boxes.dtype)
                 out[index] = {"boxes": (det.boxes * scale).cpu(), "scores": det.scores.cpu(),
                               "labels": det.labels.cpu()}
@@ -105,7 +111,7 @@ def predict_sliced(model: nn.Module, dataset: Dataset, slicing, batch_size: int 
     from ..detector import Detector
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    detector = Detector(model, device=device, batch_size=batch_size, slicing=slicing, **detect_options)
+    detector = Detector(model, device=device, batch_size=batch_size, slicing=slicing, **ranked(detect_options))
     loader = DataLoader(_NoSubstitutes(dataset, raw=True), batch_size=images_per_step, shuffle=False,
                         num_workers=workers, collate_fn=list)
     kept: list[dict | None] = [None] * len(loader.dataset)

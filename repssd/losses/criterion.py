@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 from torch import Tensor, nn
 
@@ -101,6 +102,9 @@ def parse_weights(text: str) -> dict[str, float]:
             raise ValueError(f"bad loss weight {part!r}: expected name=number, e.g. repgt=0.5") from None
         if not sep:
             raise ValueError(f"bad loss weight {part!r}: expected name=number, e.g. repgt=0.5")
+        if not math.isfinite(weights[name.strip()]) or weights[name.strip()] < 0:
+            raise ValueError(f"bad loss weight {part!r}: a weight must be a finite number >= 0 (a negative one "
+                             "would reverse its term, e.g. pull boxes toward their neighbours)")
     return weights
 
 

@@ -414,3 +414,14 @@ def test_a_full_disk_while_checkpointing_is_one_line_naming_the_last_good_checkp
     assert f"last good checkpoint: {out / 'checkpoints' / 'last.pth'}" in err[0]
     assert checkpoint.load_checkpoint(out / "checkpoints" / "last.pth")["iteration"] == 2  # intact
     assert not list((out / "checkpoints").glob(".*.tmp"))  # the failed write left nothing behind
+
+
+@pytest.mark.parametrize("weights", ["loc=nan", "repgt=inf", "repgt=-1", "conf=-0.5"])
+def test_non_finite_or_negative_loss_weight_is_one_line_before_training(tiny_data, tmp_path, capsys, weights):
+    capsys.readouterr()
+    out = tmp_path / "run"
+    args = tiny_args(tiny_data, out, "--max-iter", "2", "--loss", "multibox+repgt", "--loss-weights", weights)
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--loss-weights" in err and weights in err and "finite number >= 0" in err
+    assert not (out / "log.jsonl").exists()  # nothing trained
