@@ -15,6 +15,12 @@ at most ``max_ignore`` wins; if none does, that person is left out (k is an uppe
 image without people the first stands anywhere, at the cut-out's own height x U(scale). Cut-outs
 are mirrored with probability 1/2 (``flip``); ``feather`` > 0 blurs the alpha edge (Gaussian sigma).
 
+*Distant groups* (``height=A-B`` pixels): the people of an image are pasted as a group of their
+own instead of next to its people: the first stands anywhere at U(A, B) px tall, each next one
+next to a member of the group by the rule above, never overlapping anyone by more than
+``overlap[1]``. A sample of large people (PennFudanPed's are 100-380 px) so also shows a crowd
+at the pixel heights of the far people in sliced video frames (MOT17 tiles: 30-120 px).
+
 *Pair statistics* (CrowdHuman paper, Table 4: same-class pairs per image with IoU > 0.3 / 0.5):
 each pasted person adds one pair with its anchor whose IoU lies in ``overlap``, so pairs > 0.3
 grow by about E[k] = mean(per_image) when ``overlap[0] >= 0.3`` (by E[k] P(u > 0.3) otherwise),
@@ -83,6 +89,7 @@ class PasteOptions:
     min_visibility: float = 0.05
     min_height: int = 8
     trials: int = 32
+    height: tuple[float, float] | None = None  # a distant group: the first at U(height) px, anywhere
 
     def __post_init__(self) -> None:
         (k0, k1), (o0, o1), (s0, s1) = self.per_image, self.overlap, self.scale
@@ -93,7 +100,9 @@ class PasteOptions:
                     (self.feet < 0 or self.feather < 0, "feet and feather must be >= 0"),
                     (not 0 <= self.max_ignore <= 1, f"max_ignore={self.max_ignore}: needs 0..1"),
                     (not 0 <= self.min_visibility <= 1, f"min_visibility={self.min_visibility}: needs 0..1"),
-                    (self.min_height < 1 or self.trials < 1, "min_height and trials must be >= 1")]
+                    (self.min_height < 1 or self.trials < 1, "min_height and trials must be >= 1"),
+                    (self.height is not None and not 0 < self.height[0] <= self.height[1],
+                     f"height={self.height}: needs 0 < A <= B pixels")]
         for bad, message in problems:
             if bad:
                 raise ValueError(message)
@@ -130,21 +139,26 @@ class CrowdCopyPaste:
         masked = (target["masks"].numpy().any((1, 2)) if "masks" in target else np.zeros(len(boxes), bool))
         people, regions, behind = boxes[(labels == self.label) & ~ignore], boxes[ignore], boxes[~ignore & ~masked]
         placements = []
+        group = self.options.height is not None  # a distant group: anchored on its own members only
+        anchors = np.zeros((0, 4)) if group else people
         for _ in range(rng.integers(self.options.per_image[0], self.options.per_image[1] + 1)):
             cutout = self.bank[int(rng.integers(len(self.bank)))]
-            box = self._place_one(cutout.mask.shape, people, regions, behind, shape, rng)
+            box = self._place_one(cutout.mask.shape, anchors, people, regions, behind, shape, rng)
             if box is not None:
                 placements.append(Placement(cutout, box, bool(self.options.flip and rng.random() < 0.5)))
                 people = np.vstack([people, box])
+                anchors = np.vstack([anchors, box]) if group else people
         return placements
 
-    def _place_one(self, cut_hw: tuple[int, int], people: np.ndarray, regions: np.ndarray, behind: np.ndarray,
-                   shape: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int] | None:
-        """The first of ``trials`` candidate boxes (drawn at once) that passes, or None."""
+    def _place_one(self, cut_hw: tuple[int, int], anchors: np.ndarray, people: np.ndarray, regions: np.ndarray,
+                   behind: np.ndarray, shape: tuple[int, int],
+                   rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+        """The first of ``trials`` candidate boxes (drawn at once) that passes, or None: next to one
+        of ``anchors``, overlapping no one of ``people`` by more than ``overlap[1]``."""
         o, t, (height, width) = self.options, self.options.trials, shape
-        if len(people):
-            pick = rng.integers(len(people), size=t)
-            anchor = people[pick]  # [T,4]
+        if len(anchors):
+            pick = rng.integers(len(anchors), size=t)
+            anchor = anchors[pick]  # [T,4]
             wa, ha = anchor[:, 2] - anchor[:, 0], anchor[:, 3] - anchor[:, 1]
             h = np.round(ha * rng.uniform(*o.scale, t))
             w = np.maximum(np.round(h * cut_hw[1] / cut_hw[0]), 1)
@@ -154,17 +168,19 @@ class CrowdCopyPaste:
             ix = u * (wa * ha + w * h) / (1 + u) / np.maximum(iy, 1e-9)  # intersection width needed
             shift = np.where(rng.random(t) < 0.5, -1.0, 1.0) * ((wa + w) / 2 - ix)  # centre offset
             left = np.round((anchor[:, 0] + anchor[:, 2]) / 2 + shift - w / 2)
-        else:  # nobody to stand next to: the cut-out's own height x scale, anywhere
-            h = np.round(np.minimum(cut_hw[0] * rng.uniform(*o.scale, t), 0.9 * height))
+        else:  # nobody to stand next to: U(height) px or the cut-out's own height x scale, anywhere
+            own = rng.uniform(*o.height, t) if o.height is not None else cut_hw[0] * rng.uniform(*o.scale, t)
+            h = np.round(np.minimum(own, 0.9 * height))
             w = np.maximum(np.round(h * cut_hw[1] / cut_hw[0]), 1)
             left = np.round(rng.uniform(0, 1, t) * (width - w))
             bottom = np.round(h + rng.uniform(0, 1, t) * (height - h))
         box = np.stack([left, bottom - h, left + w, bottom], axis=1)  # [T,4]
         ok = (box[:, 0] >= 0) & (box[:, 1] >= 0) & (box[:, 2] <= width) & (box[:, 3] <= height) & (h >= o.min_height)
+        if len(anchors):
+            with_anchor = _iou(box, anchors)[0][np.arange(t), pick]
+            ok &= (with_anchor >= o.overlap[0]) & (with_anchor <= o.overlap[1])
         if len(people):
-            iou = _iou(box, people)[0]  # [T,P]
-            with_anchor = iou[np.arange(t), pick]
-            ok &= (with_anchor >= o.overlap[0]) & (with_anchor <= o.overlap[1]) & (iou.max(1) <= o.overlap[1])
+            ok &= _iou(box, people)[0].max(1) <= o.overlap[1]
         if len(regions):
             covered = _iou(box, regions)[1].sum(1) / (w * h)  # an upper bound where regions overlap
             ok &= covered <= o.max_ignore
@@ -333,7 +349,7 @@ def _bool(value: str) -> bool:
     return value.lower() in ("true", "1")
 
 
-_RANGES = {"per_image": _range(int), "overlap": _range(float), "scale": _range(float)}
+_RANGES = {"per_image": _range(int), "overlap": _range(float), "scale": _range(float), "height": _range(float)}
 _PARSERS = {**_RANGES, "p": float, "feet": float, "flip": _bool, "feather": float, "max_ignore": float,
             "min_visibility": float, "min_height": int, "trials": int}
 

@@ -24,14 +24,15 @@ so ``torch.manual_seed`` and DataLoader worker seeding make it reproducible.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SSDTrainTransform", "SSDTestTransform", "FLAG_KEYS", "resize", "photometric_distort",
-           "sample_patch", "CROP_OPTIONS"]
+__all__ = ["SSDTrainTransform", "SSDTestTransform", "TileCrop", "parse_tile_crop", "FLAG_KEYS", "resize",
+           "photometric_distort", "sample_patch", "CROP_OPTIONS"]
 
 FLAG_KEYS = ("labels", "difficult", "ignore", "visibility")  # per-box entries that follow the boxes
 CROP_OPTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # minimum IoU; 0: any patch; 1: the whole image
@@ -129,6 +130,105 @@ def _to_tensor(image: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
 
+@dataclass(frozen=True)
+class TileCrop:
+    """Training windows at the scale sliced inference feeds the network (``--tile-crop``).
+
+    Sliced inference (:mod:`repssd.slicing`) shows the network tiles of ``size`` source pixels,
+    resized to its input; an image no larger than a tile goes in whole. Training on the same
+    views keeps the weights at the scale they will be used at: an image larger than the window
+    is cut to a window of ``size`` x ``U_log(jitter)`` source pixels (clipped to the image, as the
+    last tiles are) placed around a random person, whole where it fits (anywhere in an image without people), then
+    flipped and resized like any SSD sample; an image no larger than the window takes the usual
+    SSD augmentation (zoom out, IoU crop), as it is seen whole.
+
+    A person the window cuts keeps its box (clipped) when at least ``cut`` of it lies inside, and
+    becomes an ignore region otherwise (neither positive nor negative: half a person is neither
+    a person the tile must find nor background); ignore regions are cut like any box.
+
+    Attributes:
+        size: the window ``(W, H)`` in source pixels (the slicing tile).
+        jitter: range of the window's scale factor, drawn log-uniformly.
+        p: probability of a window for an image larger than it (else the usual augmentation).
+        cut: the inside fraction below which a cut person becomes an ignore region.
+    """
+
+    size: tuple[int, int]
+    jitter: tuple[float, float] = (0.75, 1.33)
+    p: float = 1.0
+    cut: float = 0.5
+
+    def __post_init__(self) -> None:
+        problems = [(min(self.size) < 1, f"size={self.size}: needs positive pixels"),
+                    (not 0 < self.jitter[0] <= self.jitter[1], f"jitter={self.jitter[0]}-{self.jitter[1]}: needs "
+                     "0 < A <= B"),
+                    (not 0.0 <= self.p <= 1.0, f"p={self.p}: needs 0 <= p <= 1"),
+                    (not 0.0 < self.cut <= 1.0, f"cut={self.cut}: needs 0 < cut <= 1")]
+        for bad, message in problems:
+            if bad:
+                raise ValueError(message)
+
+    def window(self, boxes: np.ndarray, people: np.ndarray, width: int, height: int,
+               rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+        """The window (xyxy source pixels) for an image, or None where it is seen whole."""
+        scale = float(np.exp(rng.uniform(np.log(self.jitter[0]), np.log(self.jitter[1]))))
+        win_w, win_h = min(width, round(self.size[0] * scale)), min(height, round(self.size[1] * scale))
+        if (win_w >= width and win_h >= height) or rng.random() >= self.p:
+            return None
+        if people.any():  # the person whole in the window where it fits, else its centre
+            box = boxes[rng.choice(np.flatnonzero(people))]
+            left = self._start(box[0], box[2], win_w, width, rng)
+            top = self._start(box[1], box[3], win_h, height, rng)
+        else:
+            left, top = rng.uniform(0, width - win_w), rng.uniform(0, height - win_h)
+        left, top = int(round(left)), int(round(top))
+        return left, top, left + win_w, top + win_h
+
+
+    @staticmethod
+    def _start(low: float, high: float, window: int, extent: int, rng: np.random.Generator) -> float:
+        """A window start along one axis holding [low, high] (or its centre if longer than the window)."""
+        if high - low > window:
+            low = high = (low + high) / 2
+        first, last = max(0.0, high - window), min(low, extent - window)
+        return rng.uniform(first, max(first, last))
+
+
+def parse_tile_crop(text: str, auto_size: tuple[int, int] | None = None) -> TileCrop | None:
+    """``"size=650,jitter=0.75-1.33,p=1,cut=0.5"`` (``size``: ``S``, ``WxH`` or ``auto``, which is
+    ``auto_size``: the slicing ``auto`` tile of the model) -> :class:`TileCrop`; ``""`` -> None.
+    ValueError names the bad part."""
+    if not text.strip():
+        return None
+    from ..slicing.geometry import parse_tile_size
+    options: dict = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        try:
+            if not sep:
+                raise ValueError("expected key=value")
+            if key == "size":
+                size = parse_tile_size(value)
+                if size == "auto":
+                    if auto_size is None:
+                        raise ValueError("auto needs the model (its smallest anchor)")
+                    size = auto_size
+                options["size"] = tuple(size)
+            elif key == "jitter":
+                low, _, high = value.partition("-")
+                options["jitter"] = (float(low), float(high or low))
+            elif key in ("p", "cut"):
+                options[key] = float(value)
+            else:
+                raise ValueError("unknown key; known: size, jitter, p, cut")
+        except ValueError as err:
+            raise ValueError(f"{part!r}: {err}") from None
+    if "size" not in options:
+        raise ValueError("size= is required (S, WxH or auto)")
+    return TileCrop(**options)
+
+
 class SSDTrainTransform:
     """The SSD training augmentation.
 
@@ -139,6 +239,8 @@ class SSDTrainTransform:
         min_size: boxes narrower or lower than this many output pixels are dropped.
         zoom_out: largest zoom-out ratio (the paper's 4; 1 disables zooming out). Smaller values
             converge faster on short schedules, at some cost in small-object recall.
+        tile: windows at the sliced-inference scale instead of zoom-out and crop for images
+            larger than a tile (:class:`TileCrop`; None: the paper's augmentation everywhere).
 
     Zoom-out, crop, flip and resize are one affine map, so the (up to 16x larger) zoom-out
     canvas is never built: the geometry is decided on box coordinates, then a single
@@ -147,10 +249,10 @@ class SSDTrainTransform:
     """
 
     def __init__(self, size: int | Sequence[int] = 300, mean: Sequence[float] = (123.0, 117.0, 104.0),
-                 min_size: float = 1.0, zoom_out: float = 4.0) -> None:
+                 min_size: float = 1.0, zoom_out: float = 4.0, tile: TileCrop | None = None) -> None:
         if zoom_out < 1.0:
             raise ValueError(f"zoom_out must be >= 1, got {zoom_out}")
-        self.size, self.min_size, self.zoom_out = _wh(size), min_size, zoom_out
+        self.size, self.min_size, self.zoom_out, self.tile = _wh(size), min_size, zoom_out, tile
         self.mean = tuple(float(round(m)) for m in mean)
 
     def __call__(self, image: np.ndarray, target: dict) -> tuple[Tensor, dict]:
@@ -158,6 +260,11 @@ class SSDTrainTransform:
         boxes = target["boxes"].numpy().astype(np.float64).reshape(-1, 4)
         image = photometric_distort(image, rng)
         height, width = image.shape[:2]
+        if self.tile is not None:
+            ignore = target["ignore"].numpy().reshape(-1) if "ignore" in target else np.zeros(len(boxes), bool)
+            window = self.tile.window(boxes, ~ignore, width, height, rng)
+            if window is not None:
+                return self._windowed(image, target, boxes, np.array(window, dtype=float), rng)
         # zoom out: the image sits at (left, top) of a mean-filled canvas, ratio 1-4 times larger
         region, offset = np.array([0.0, 0.0, width, height]), np.zeros(2)
         if rng.random() < 0.5 and self.zoom_out > 1.0:
@@ -178,6 +285,27 @@ class SSDTrainTransform:
         limit = np.tile(np.asarray(self.size, dtype=np.float64), 2)  # [W, H, W, H]
         boxes, visible = mapped[:len(boxes)].clip(0, limit), mapped[len(boxes):].clip(0, limit)
         keep &= ((boxes[:, 2:] - boxes[:, :2]) >= self.min_size).all(axis=1)
+        return _to_tensor(out_image), _keep(target, keep, boxes / limit,
+                                            visible / limit if "visible" in target else None)
+
+    def _windowed(self, image: np.ndarray, target: dict, boxes: np.ndarray, window: np.ndarray,
+                  rng: np.random.Generator) -> tuple[Tensor, dict]:
+        """A :class:`TileCrop` window of the image (xyxy source pixels): boxes clipped to it; a box
+        with less than ``tile.cut`` of its area inside becomes an ignore region, one with none is
+        dropped."""
+        flip = rng.random() < 0.5
+        visible = target["visible"].numpy().astype(np.float64).reshape(-1, 4) if "visible" in target else \
+            np.zeros((0, 4))
+        clipped = np.concatenate([boxes[:, :2].clip(window[:2], window[2:]), boxes[:, 2:].clip(window[:2], window[2:])], 1)
+        area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+        inside = area(clipped) / np.maximum(area(boxes), 1e-9)
+        out_image, mapped = self._render(image, np.concatenate([boxes, visible]), window, np.zeros(2), flip)
+        limit = np.tile(np.asarray(self.size, dtype=np.float64), 2)  # [W, H, W, H]
+        boxes, visible = mapped[:len(boxes)].clip(0, limit), mapped[len(boxes):].clip(0, limit)
+        keep = (inside > 0) & ((boxes[:, 2:] - boxes[:, :2]) >= self.min_size).all(axis=1)
+        target = dict(target)
+        target["ignore"] = target["ignore"] | torch.from_numpy(inside < self.tile.cut) if "ignore" in target \
+            else torch.from_numpy(inside < self.tile.cut)
         return _to_tensor(out_image), _keep(target, keep, boxes / limit,
                                             visible / limit if "visible" in target else None)
 

@@ -50,6 +50,10 @@ class TrainConfig:
                            "training split (pennfudan, coco) pasted next to each image's people, key=value,... e.g. "
                            "per_image=2-6,overlap=0.3-0.7,scale=0.8-1.2,p=1.0 (repssd.data.copypaste); empty: off",
                            "data")
+    tile_crop: str = _opt("", "train on windows at the scale sliced inference feeds the network: images larger than "
+                          "the window are cut to it around a person, key=value,... e.g. size=auto,jitter=0.75-1.33 "
+                          "(size: S, WxH or auto, the model's --slice auto tile; repssd.data.TileCrop); empty: off",
+                          "data")
     # * Loss
     loss: str = _opt("multibox", "loss spec, terms joined by + (multibox+repgt+repbox)", "loss")
     loss_weights: str = _opt("", "output weights, e.g. repgt=0.5,repbox=0.5", "loss")
@@ -77,6 +81,9 @@ class TrainConfig:
     lr_extras_mult: float = _opt(1.0, "lr multiplier of the extra layers", "optim")
     lr_heads_mult: float = _opt(1.0, "lr multiplier of the heads", "optim")
     grad_clip: float | None = _opt(None, "clip the gradient norm to this", "optim")
+    l2sp: float = _opt(0.0, "pull every trained parameter toward its starting value (--weights / --base-weights) "
+                       "with this strength: the gradient of l2sp/2 ||w - w0||^2 (L2-SP, Li et al., ICML 2018), "
+                       "so fine-tuning cannot wander far from what the pretrained weights knew; 0: off", "optim")
     # * Initialisation
     weights: str | None = _opt(None, "start from an SSD checkpoint (fine-tune; any format load_weights knows)", "init")
     base_weights: str | None = _opt(None, "start from a base net, e.g. vgg16_reducedfc.pth", "init")
@@ -144,10 +151,17 @@ class TrainConfig:
                 raise ConfigError(f"--image-size: {err}") from None
         from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output
         problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE,
+                             l2sp=NON_NEGATIVE,
                              anchor_reference=POSITIVE, frame_stride=POSITIVE) \
             or bad_device(self.device) or bad_output(self.output_dir, "--output-dir")
         if problem:
             raise ConfigError(problem)
+        if self.tile_crop:
+            from ..data.transforms import parse_tile_crop
+            try:
+                parse_tile_crop(self.tile_crop, auto_size=(1, 1))
+            except ValueError as err:
+                raise ConfigError(f"--tile-crop: {err}") from None
         if self.copy_paste:
             from ..data.copypaste import parse_copy_paste
             try:

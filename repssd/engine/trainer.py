@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..convert import WeightsError, config_beside, load_weights, read_weights
-from ..data import DatasetError, SSDTestTransform, SSDTrainTransform, collate
+from ..data import DatasetError, SSDTestTransform, SSDTrainTransform, collate, parse_tile_crop
 from ..data.copypaste import CrowdCopyPaste, PersonBank, copy_paste_then, parse_copy_paste
 from ..data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from ..eval import DetectionEvaluator
@@ -25,6 +25,8 @@ from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dat
 from ..losses import build_criterion, parse_weights
 from ..models import build_model
 from ..postprocess import postprocess_options
+from ..slicing.geometry import auto_tile_size
+from ..slicing.run import smallest_anchor
 from .checkpoint import (iteration_checkpoints, remove_stale_temporaries, resume_state, rng_state, save_checkpoint,
                          set_rng_state)
 from .config import ConfigError, TrainConfig, config_dict, parse_options
@@ -88,7 +90,12 @@ class Trainer:
             raise ConfigError(str(err)) from None
         mean = probe.normalize.mean.flatten().tolist()
         self.image_size = probe.input_size
-        augment = SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out)
+        try:
+            tile = parse_tile_crop(c.tile_crop, auto_size=auto_tile_size(10**9, 10**9, self.image_size,
+                                                                          smallest_anchor(probe)))
+        except ValueError as err:
+            raise ConfigError(f"--tile-crop: {err}") from None
+        augment = SSDTrainTransform(self.image_size, mean, zoom_out=c.zoom_out, tile=tile)
         self.train_set = (self._copy_paste_set(augment) if c.copy_paste else
                           open_dataset(c.dataset, c.data_root, c.train_split, augment,
                                        **self._data_options(training=True)))
@@ -147,6 +154,8 @@ class Trainer:
             self.postprocess = self._finetune_postprocess(Path(c.weights))
         self.model.to(self.device)
         self._set_frozen(c.freeze)
+        # L2-SP's anchors: every parameter as it starts (a resumed run reloads the same weights first)
+        self.start_weights = {n: p.detach().clone() for n, p in self.model.named_parameters()} if c.l2sp else {}
         if c.sync_bn:
             self._convert_sync_bn()
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
@@ -299,6 +308,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             losses["loss"].backward()
+        if self.config.l2sp:
+            self._pull_to_start()
         if self.config.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         if self.scaler is not None:
@@ -308,6 +319,14 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def _pull_to_start(self) -> None:
+        """``--l2sp``: add ``l2sp * (w - w0)`` to the gradient of every trained parameter."""
+        pairs = [(p, self.start_weights[n]) for n, p in self.model.named_parameters() if p.grad is not None]
+        if pairs:
+            params, starts = zip(*pairs)
+            torch._foreach_add_([p.grad for p in params], torch._foreach_sub(params, starts), alpha=self.config.l2sp)
 
     def _gradient_norms(self, losses: dict[str, Tensor], loc: Tensor, conf: Tensor) -> dict[str, Tensor]:
         """``grad/<output>/loc`` and ``grad/<output>/conf``: the norm of the gradient of each

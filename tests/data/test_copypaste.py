@@ -329,3 +329,23 @@ def test_stats_after_copy_paste(tmp_path, capsys, tiny_data):
     assert stats_cli.main(["synthetic", str(tiny_data), "--split", "train", "--copy-paste", "p=1"]) == 2
     err = capsys.readouterr().err
     assert "needs instance masks" in err and err.count("\n") == 1
+
+
+def test_distant_group_is_pasted_at_the_asked_heights_and_anchored_on_itself():
+    # one large annotated person; the group (height 20-30 px, scale 1) must not stand next to it
+    image, target = scene([(100, 20, 160, 150)], masks=True)
+    paste = CrowdCopyPaste(bank(height=60, width=24), per_image=(4, 4), overlap=(0.3, 0.6), scale=(1.0, 1.0),
+                           height=(20, 30), min_visibility=0)
+    for seed in range(6):
+        torch.manual_seed(seed)
+        _, result = paste(image, target)
+        pasted = result["boxes"].numpy()[1:]
+        assert len(pasted) >= 2
+        heights = pasted[:, 3] - pasted[:, 1]
+        assert ((heights >= 19) & (heights <= 31)).all()  # U(height), next ones at scale 1 (1 px rounding)
+        for j in range(1, len(pasted)):  # each later member stands next to an earlier member
+            assert any(0.3 <= iou(pasted[j], pasted[k]) <= 0.6 for k in range(j))
+        assert all(iou(box, result["boxes"].numpy()[0]) <= 0.6 for box in pasted)
+    assert parse_copy_paste("height=40-160")["height"] == (40.0, 160.0)
+    with pytest.raises(ValueError, match="height"):
+        parse_copy_paste("height=0-10")

@@ -5,7 +5,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repssd.data import SSDTestTransform, SSDTrainTransform
+from repssd.data import SSDTestTransform, SSDTrainTransform, TileCrop, parse_tile_crop
 
 
 @st.composite
@@ -115,3 +115,55 @@ def test_sample_patch_follows_the_min_iou_rule():
             assert inside.any() and iou[inside].max() >= min_iou
     # a 20 x 20 box can never reach IoU 0.9 with a patch of at least 60 x 45
     assert sample_patch(boxes[:1], 200, 150, 0.9, rng) is None
+
+
+def _frame(width=2000, height=1200, boxes=((900, 500, 960, 650),), ignore=None):
+    target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+              "labels": torch.ones(len(boxes), dtype=torch.int64),
+              "difficult": torch.zeros(len(boxes), dtype=torch.bool),
+              "ignore": torch.tensor(ignore or [False] * len(boxes))}
+    return np.full((height, width, 3), 90, np.uint8), target
+
+
+def test_tile_crop_window_holds_a_person_at_the_tile_scale():
+    image, target = _frame()
+    transform = SSDTrainTransform(300, (127, 127, 127), tile=TileCrop((650, 650), jitter=(1.0, 1.0)))
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out, result = transform(image, target)
+        assert out.shape == (3, 300, 300)
+        box = result["boxes"].numpy()[0] * 300
+        # the person (60 x 150 px) keeps its size at the tile's scale 300/650, wherever the window is
+        np.testing.assert_allclose(box[2:] - box[:2], np.array([60, 150]) * 300 / 650, atol=1e-3)
+        assert not result["ignore"][0]
+
+
+def test_tile_crop_cut_people_become_ignore_regions_and_small_images_are_seen_whole():
+    # two people 700 px apart: a 650-px window around one cuts or drops the other
+    image, target = _frame(boxes=((100, 500, 160, 650), (700, 500, 760, 650)))
+    tile = TileCrop((650, 650), jitter=(1.0, 1.0), cut=0.5)
+    transform = SSDTrainTransform(300, (127, 127, 127), tile=tile)
+    seen_cut = False
+    for seed in range(40):
+        torch.manual_seed(seed)
+        _, result = transform(image, target)
+        boxes = result["boxes"].numpy() * 300
+        widths = boxes[:, 2] - boxes[:, 0]
+        whole = np.isclose(widths, 60 * 300 / 650, atol=1e-3)
+        # a box is an object only with at least half of it inside; otherwise it is an ignore region
+        assert (result["ignore"].numpy() == (widths < 0.5 * 60 * 300 / 650 - 1e-6)).all()
+        assert whole.any()
+        seen_cut |= bool(result["ignore"].any())
+    assert seen_cut
+    small, small_target = _frame(width=500, height=400, boxes=((100, 100, 160, 250),))
+    assert tile.window(small_target["boxes"].numpy(), np.array([True]), 500, 400, np.random.default_rng(0)) is None
+
+
+def test_parse_tile_crop():
+    assert parse_tile_crop("") is None
+    assert parse_tile_crop("size=auto,jitter=0.8-1.2", auto_size=(650, 650)) == TileCrop((650, 650), (0.8, 1.2))
+    assert parse_tile_crop("size=640x360,p=0.5,cut=0.3").size == (640, 360)
+    for bad, message in [("jitter=1", "size= is required"), ("size=0", "size"), ("size=650,cut=2", "cut"),
+                         ("size=650,zoom=2", "unknown key"), ("size=650,jitter=2-1", "jitter")]:
+        with pytest.raises(ValueError, match=message):
+            parse_tile_crop(bad, auto_size=(650, 650))

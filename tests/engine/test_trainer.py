@@ -425,3 +425,26 @@ def test_non_finite_or_negative_loss_weight_is_one_line_before_training(tiny_dat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--loss-weights" in err and weights in err and "finite number >= 0" in err
     assert not (out / "log.jsonl").exists()  # nothing trained
+
+
+def test_l2sp_pulls_the_gradient_toward_the_starting_weights(tiny_data, tmp_path):
+    t = trainer(tiny_data, tmp_path, "--max-iter", "1", "--l2sp", "0.5")
+    name, param = next((n, p) for n, p in t.model.named_parameters() if p.requires_grad)
+    with torch.no_grad():
+        param.add_(1.0)  # one unit away from where it started
+    for p in t.model.parameters():
+        p.grad = torch.zeros_like(p)
+    t._pull_to_start()
+    torch.testing.assert_close(param.grad, torch.full_like(param, 0.5))
+    others = [p.grad.abs().max() for n, p in t.model.named_parameters() if n != name]
+    assert max(others) == 0  # parameters at their start feel no pull
+
+
+@pytest.mark.parametrize("flag, value, message", [("--l2sp", "-1", "--l2sp"),
+                                                  ("--tile-crop", "size=0", "--tile-crop"),
+                                                  ("--tile-crop", "jitter=1", "size= is required")])
+def test_bad_fine_tuning_options_are_one_line(tiny_data, tmp_path, capsys, flag, value, message):
+    capsys.readouterr()
+    assert train_cli.main(tiny_args(tiny_data, tmp_path / "run", "--max-iter", "2", flag, value)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
