@@ -168,27 +168,38 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     return metrics
 
 
-def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: dict) -> dict:
-    """The run scored on ``split`` at each NMS IoU threshold of ``config["nms_sweep"]`` (cached in
-    ``nms_<split>.json``): mAP, crowd mAP, person AP and MR^-2 per threshold."""
+def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: dict, kind: str = "nms") -> dict:
+    """The run scored on ``split`` at each value of ``config["<kind>_sweep"]`` (cached in
+    ``<kind>_<split>.json``): mAP, crowd mAP, person AP and MR^-2 per value. ``kind`` ``"nms"``:
+    NMS IoU thresholds; ``"merge"``: the tile merges of a sliced evaluation set (nms, greedy-nmm,
+    crowd; the merge threshold follows each one's default)."""
+    from dataclasses import replace
+
     folder = run_dir(out, cell, seed)
-    done = folder / f"nms_{split}.json"
+    done = folder / f"{kind}_{split}.json"
     if done.exists():
         return json.loads(done.read_text())
     model, post, dataset, slicing = _scored(config, cell, seed, out, split, train)
-    ground_truth, sweep = ground_truth_of(dataset), {"cell": cell, "seed": seed, "split": split, "nms": {}}
-    for nms in config["nms_sweep"]:
-        options = {**post, "nms_thresh": float(nms), "batch_size": train.get("batch_size", 16), "progress": False}
-        if slicing is None:
+    if kind == "merge" and slicing is None:
+        raise ConfigError(f"merge_sweep needs a sliced evaluation set; {split!r} has no slicing")
+    ground_truth, sweep = ground_truth_of(dataset), {"cell": cell, "seed": seed, "split": split, kind: {}}
+    for value in config[f"{kind}_sweep"]:
+        options = {**post, "batch_size": train.get("batch_size", 16), "progress": False}
+        tiles = slicing
+        if kind == "nms":
+            options["nms_thresh"] = float(value)
+        else:
+            tiles = replace(slicing, merge=str(value), metric="iou", thresh=None)
+        if tiles is None:
             detections = predict_dataset(model, dataset, workers=0, **options)
         else:
-            detections = predict_sliced(model, dataset, slicing, **options)
+            detections = predict_sliced(model, dataset, tiles, **options)
         evaluator = DetectionEvaluator(class_names(dataset), "crowdhuman", crowd_subset=True,
                                        crowd_iou=config.get("crowd_iou", 0.1))
         evaluator.process(detections, ground_truth, image_ids(dataset))
         report = evaluator.evaluate()
-        sweep["nms"][str(nms)] = {"map": report["map"], "crowd_map": report["crowd"]["map"],
-                                  "person_ap": report["crowdhuman"]["ap"], "person_mr": report["crowdhuman"]["mr"]}
+        sweep[kind][str(value)] = {"map": report["map"], "crowd_map": report["crowd"]["map"],
+                                   "person_ap": report["crowdhuman"]["ap"], "person_mr": report["crowdhuman"]["mr"]}
     done.write_text(json.dumps(sweep, indent=1))
     return sweep
 
@@ -306,9 +317,10 @@ def _final(config: dict, cells: list[str], seeds: list[int], out: Path) -> dict:
         stages["final" if k == 0 else f"final_{split}"] = {
             "split": split, "runs": runs, "table": summarise(runs, cells, config),
             "comparisons": compare_final(config, out, cells, seeds, split, load_outcomes, load_error_counts)}
-        if k == 0 and config.get("nms_sweep"):  # on the primary test split
-            stages["final"]["nms_sweep"] = [nms_sweep(config, cell, seed, out, split, config["train"])
-                                            for cell in cells for seed in seeds]
+        for kind in ("nms", "merge"):
+            if k == 0 and config.get(f"{kind}_sweep"):  # on the primary test split
+                stages["final"][f"{kind}_sweep"] = [nms_sweep(config, cell, seed, out, split, config["train"], kind)
+                                                    for cell in cells for seed in seeds]
     return stages
 
 
@@ -373,7 +385,8 @@ def adopt_run(config: dict, cell: str, seed: int, select_out: Path, final_out: P
     return True
 
 
-PUBLISHED_FILES = ("config.json", "log.jsonl", "done", "metrics_*.json", "outcomes_*.npz", "nms_*.json")
+PUBLISHED_FILES = ("config.json", "log.jsonl", "done", "metrics_*.json", "outcomes_*.npz", "nms_*.json",
+                   "merge_*.json")
 
 
 def publish(out: Path, target: Path, record_splits: tuple[str, ...] = ()) -> None:

@@ -152,18 +152,21 @@ def _errors_table(stage: dict, row_name: str) -> list[str]:
     return lines + [""]
 
 
-def _nms_table(stage: dict) -> list[str]:
-    """mAP / crowd mAP / MR^-2 per NMS threshold, mean over seeds, per cell."""
-    sweeps = stage.get("nms_sweep") or []
+def _nms_table(stage: dict, kind: str = "nms") -> list[str]:
+    """mAP / crowd mAP / MR^-2 per NMS threshold (``kind`` "nms") or tile merge ("merge"), mean over
+    seeds, per cell."""
+    sweeps = stage.get(f"{kind}_sweep") or []
     if not sweeps:
         return []
-    thresholds = list(sweeps[0]["nms"])
-    lines = [f"NMS threshold sweep on `{stage['split']}` (mean over seeds: mAP / crowd mAP / MR^-2):", "",
-             "| cell | " + " | ".join(f"NMS {t}" for t in thresholds) + " |", "|" + " --- |" * (1 + len(thresholds))]
+    values = list(sweeps[0][kind])
+    title = {"nms": "NMS threshold", "merge": "Tile merge"}[kind]
+    lines = [f"{title} sweep on `{stage['split']}` (mean over seeds: mAP / crowd mAP / MR^-2):", "",
+             "| cell | " + " | ".join(f"{kind.upper() if kind == 'nms' else ''} {t}".strip() for t in values) + " |",
+             "|" + " --- |" * (1 + len(values))]
     for cell in dict.fromkeys(s["cell"] for s in sweeps):
-        mine = [s["nms"] for s in sweeps if s["cell"] == cell]
+        mine = [s[kind] for s in sweeps if s["cell"] == cell]
         row = [" / ".join(f"{np.nanmean([np.nan if m[t][k] is None else m[t][k] for m in mine]):.3f}"
-                          for k in ("map", "crowd_map", "person_mr")) for t in thresholds]
+                          for k in ("map", "crowd_map", "person_mr")) for t in values]
         lines.append(f"| {cell} | " + " | ".join(row) + " |")
     return lines + [""]
 
@@ -181,7 +184,7 @@ def markdown(results: dict, title: str) -> str:
             lines += [f"Finalists: {', '.join(stage['finalists'])}", ""]
         for row_name in dict.fromkeys(n for r in stage["runs"] for n in r.get("errors", {})):
             lines += _errors_table(stage, row_name)
-        lines += _nms_table(stage)
+        lines += _nms_table(stage) + _nms_table(stage, "merge")
         for cell, comp in stage.get("comparisons", {}).items():
             parts = [f"{label} {c['diff']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]"
                      for label, c in (("mAP", comp["map"]), ("crowd mAP", comp["crowd_map"]),

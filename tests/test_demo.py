@@ -297,7 +297,8 @@ def test_an_evaluation_set_can_slice(ablation_dir, data, tmp_path):
     config["train"]["weights"] = str(ablation_dir / "multibox" / "seed0" / "checkpoints" / "last.pth")
     config.update(seeds=[0], baseline="pretrained", cells={"pretrained": {"loss": "multibox", "no_training": True}},
                   evaluations={"sliced": {"dataset": "synthetic", "data_root": str(data), "split": "test",
-                                          "slicing": {"size": 64, "overlap": 0.25, "merge": "crowd"}}})
+                                          "slicing": {"size": 64, "overlap": 0.25, "merge": "crowd"}}},
+                  merge_sweep=["nms", "crowd"])
     config["train"]["test_split"] = "sliced"
     path = tmp_path / "sliced.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -306,3 +307,7 @@ def test_an_evaluation_set_can_slice(ablation_dir, data, tmp_path):
     whole = json.loads((ablation_dir / "multibox/seed0/metrics_test.json").read_text())
     assert "merged_neighbour" in sliced["errors"]["score>=0.5"]["misses_by_cause"]
     assert sliced["map"] != whole["map"]  # the same weights, scored on tiles
+    # the merge sweep scores the same tiles with each merge; its crowd entry is the run's own setting
+    merges = json.loads((tmp_path / "out/pretrained/seed0/merge_sliced.json").read_text())["merge"]
+    assert list(merges) == ["nms", "crowd"] and merges["crowd"]["map"] == pytest.approx(sliced["map"])
+    assert "Tile merge sweep" in (tmp_path / "out/results.md").read_text()
