@@ -137,7 +137,8 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     AP / MR^-2, and the detection outcomes the bootstrap needs."""
     folder = run_dir(out, cell, seed)
     done = folder / f"metrics_{split}.json"
-    if done.exists():
+    if done.exists() or _scored_before(config, cell, seed, out, f"metrics_{split}.json",
+                                       f"outcomes_{split}.npz", f"errors_{split}.json"):
         return json.loads(done.read_text())
     model, post, dataset, slicing = _scored(config, cell, seed, out, split, train)
     if slicing is not None:
@@ -168,6 +169,29 @@ def evaluate_run(config: dict, cell: str, seed: int, out: Path, split: str, trai
     return metrics
 
 
+def _scored_before(config: dict, cell: str, seed: int, out: Path, *names: str) -> bool:
+    """A ``no_training`` cell scores the same weights whatever the seed: copy another seed's
+    files ``names`` (the seed in JSON files rewritten) instead of scoring again. Returns whether
+    it did."""
+    if not config["cells"][cell].get("no_training"):
+        return False
+    folder = run_dir(out, cell, seed)
+    for other in sorted((out / cell).glob("seed*")):
+        if other != folder and all((other / name).exists() for name in names):
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                if name.endswith(".json"):
+                    record = json.loads((other / name).read_text())
+                    if isinstance(record, dict) and "seed" in record:
+                        record["seed"] = seed
+                    (folder / name).write_text(json.dumps(record, indent=1))
+                else:
+                    shutil.copy2(other / name, folder / name)
+            (folder / "done").write_text("0\n")
+            return True
+    return False
+
+
 def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: dict, kind: str = "nms") -> dict:
     """The run scored on ``split`` at each value of ``config["<kind>_sweep"]`` (cached in
     ``<kind>_<split>.json``): mAP, crowd mAP, person AP and MR^-2 per value. ``kind`` ``"nms"``:
@@ -177,7 +201,7 @@ def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: 
 
     folder = run_dir(out, cell, seed)
     done = folder / f"{kind}_{split}.json"
-    if done.exists():
+    if done.exists() or _scored_before(config, cell, seed, out, done.name):
         return json.loads(done.read_text())
     model, post, dataset, slicing = _scored(config, cell, seed, out, split, train)
     if kind == "merge" and slicing is None:

@@ -295,7 +295,7 @@ def test_an_evaluation_set_can_slice(ablation_dir, data, tmp_path):
     config = yaml.safe_load((ablation_dir / "tiny.yaml").read_text())
     config.pop("specs")
     config["train"]["weights"] = str(ablation_dir / "multibox" / "seed0" / "checkpoints" / "last.pth")
-    config.update(seeds=[0], baseline="pretrained", cells={"pretrained": {"loss": "multibox", "no_training": True}},
+    config.update(seeds=[0, 1], baseline="pretrained", cells={"pretrained": {"loss": "multibox", "no_training": True}},
                   evaluations={"sliced": {"dataset": "synthetic", "data_root": str(data), "split": "test",
                                           "slicing": {"size": 64, "overlap": 0.25, "merge": "crowd"}}},
                   merge_sweep=["nms", "crowd"])
@@ -311,3 +311,8 @@ def test_an_evaluation_set_can_slice(ablation_dir, data, tmp_path):
     merges = json.loads((tmp_path / "out/pretrained/seed0/merge_sliced.json").read_text())["merge"]
     assert list(merges) == ["nms", "crowd"] and merges["crowd"]["map"] == pytest.approx(sliced["map"])
     assert "Tile merge sweep" in (tmp_path / "out/results.md").read_text()
+    # the same weights whatever the seed: seed 1's scores are seed 0's, copied rather than scored again
+    again = json.loads((tmp_path / "out/pretrained/seed1/metrics_sliced.json").read_text())
+    assert again["seed"] == 1 and {**again, "seed": 0} == sliced
+    assert (tmp_path / "out/pretrained/seed1/outcomes_sliced.npz").read_bytes() == \
+        (tmp_path / "out/pretrained/seed0/outcomes_sliced.npz").read_bytes()

@@ -125,6 +125,25 @@ class BoxChecker:
         return clipped if clip else [x1, y1, x2, y2]
 
 
+def add_ignore_regions(target: dict, boxes: torch.Tensor, label: int = 1) -> dict:
+    """``target`` with ``boxes`` (pixel xyxy ``[N, 4]``) appended as ignore regions of class
+    ``label``; every per-box entry grows with them (``visible``: the box itself, ``visibility``: 1,
+    ``masks``: empty, so copy-paste treats them as regions, not as people to stand in front of)."""
+    boxes = boxes.reshape(-1, 4).to(torch.float32)
+    n, out = boxes.shape[0], dict(target)
+    out["boxes"] = torch.cat([target["boxes"].reshape(-1, 4), boxes])
+    out["labels"] = torch.cat([target["labels"], torch.full((n,), label, dtype=torch.int64)])
+    out["difficult"] = torch.cat([target["difficult"], torch.zeros(n, dtype=torch.bool)])
+    out["ignore"] = torch.cat([target["ignore"], torch.ones(n, dtype=torch.bool)])
+    if "visible" in target:
+        out["visible"] = torch.cat([target["visible"].reshape(-1, 4), boxes])
+    if "visibility" in target:
+        out["visibility"] = torch.cat([target["visibility"], torch.ones(n)])
+    if "masks" in target:
+        out["masks"] = torch.cat([target["masks"], target["masks"].new_zeros((n, *target["masks"].shape[1:]))])
+    return out
+
+
 class DetectionDataset(Dataset):
     """Base of the loaders: ``ds[i] -> (image, target)``.
 
@@ -141,6 +160,7 @@ class DetectionDataset(Dataset):
         self.strict = strict
         self.checker = BoxChecker(strict)
         self._bad_images: set[int] = set()
+        self.extra_ignore: dict[int, torch.Tensor] = {}  # index -> ignore regions added to its target
 
     @property
     def ids(self) -> list[str]:
@@ -190,5 +210,7 @@ class DetectionDataset(Dataset):
                 self.problems.append(Problem(str(self.records[i].file), str(err).split(": ", 1)[-1], skipped="image"))
                 warnings.warn(f"{err}; using the next image instead (counted in .problems)", stacklevel=2)
                 continue
+            if i in self.extra_ignore:
+                target = add_ignore_regions(target, self.extra_ignore[i])
             return self.transform(image, target) if self.transform else (image, target)
         raise DatasetError(f"{type(self).__name__}: none of its {len(self.records)} images can be read")

@@ -50,6 +50,11 @@ class TrainConfig:
                            "training split (pennfudan, coco) pasted next to each image's people, key=value,... e.g. "
                            "per_image=2-6,overlap=0.3-0.7,scale=0.8-1.2,p=1.0 (repssd.data.copypaste); empty: off",
                            "data")
+    ignore_unlabelled: float | None = _opt(None, "fine-tuning: the starting weights' own detections on the training "
+                                           "images at this score or more that overlap no annotated object (IoU < 0.3) "
+                                           "become ignore regions: people a dataset left unlabelled (PennFudanPed "
+                                           "labels only some) are then not trained as background; off by default",
+                                           "data")
     tile_crop: str = _opt("", "train on windows at the scale sliced inference feeds the network: images larger than "
                           "the window are cut to it around a person, key=value,... e.g. size=auto,jitter=0.75-1.33 "
                           "(size: S, WxH or auto, the model's --slice auto tile; repssd.data.TileCrop); empty: off",
@@ -81,6 +86,9 @@ class TrainConfig:
     lr_extras_mult: float = _opt(1.0, "lr multiplier of the extra layers", "optim")
     lr_heads_mult: float = _opt(1.0, "lr multiplier of the heads", "optim")
     grad_clip: float | None = _opt(None, "clip the gradient norm to this", "optim")
+    wise_ft: float = _opt(1.0, "at the end of fine-tuning keep this fraction of what it changed: every weight becomes "
+                          "start + WISE_FT (trained - start) (weight-space ensembling, WiSE-FT, Wortsman et al., CVPR "
+                          "2022); 1: the trained weights", "optim")
     l2sp: float = _opt(0.0, "pull every trained parameter toward its starting value (--weights / --base-weights) "
                        "with this strength: the gradient of l2sp/2 ||w - w0||^2 (L2-SP, Li et al., ICML 2018), "
                        "so fine-tuning cannot wander far from what the pretrained weights knew; 0: off", "optim")
@@ -151,11 +159,17 @@ class TrainConfig:
                 raise ConfigError(f"--image-size: {err}") from None
         from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output
         problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE,
-                             l2sp=NON_NEGATIVE,
+                             l2sp=NON_NEGATIVE, ignore_unlabelled=POSITIVE,
                              anchor_reference=POSITIVE, frame_stride=POSITIVE) \
             or bad_device(self.device) or bad_output(self.output_dir, "--output-dir")
         if problem:
             raise ConfigError(problem)
+        if not 0.0 <= self.wise_ft <= 1.0:
+            raise ConfigError(f"--wise-ft must be in [0, 1], got {self.wise_ft}")
+        if self.wise_ft < 1.0 and not (self.weights or self.base_weights):
+            raise ConfigError("--wise-ft needs --weights or --base-weights: it averages with the starting weights")
+        if self.ignore_unlabelled is not None and not self.weights:
+            raise ConfigError("--ignore-unlabelled needs --weights: it asks the starting detector where people are")
         if self.tile_crop:
             from ..data.transforms import parse_tile_crop
             try:

@@ -16,8 +16,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..boxes import box_iou
 from ..convert import WeightsError, config_beside, load_weights, read_weights
 from ..data import DatasetError, SSDTestTransform, SSDTrainTransform, collate, parse_tile_crop
+from ..data.base import DetectionDataset
 from ..data.copypaste import CrowdCopyPaste, PersonBank, copy_paste_then, parse_copy_paste
 from ..data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from ..eval import DetectionEvaluator
@@ -59,6 +61,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self._build_data()
         self._build_model()
+        if config.ignore_unlabelled is not None:
+            self._ignore_unlabelled(config.ignore_unlabelled)
         self.criterion = build_criterion(config.loss, parse_weights(config.loss_weights), config.iou_threshold,
                                          warmup=config.loss_warmup, ignore_iof=config.ignore_iof,
                                          **parse_options(config.loss_options))
@@ -126,6 +130,41 @@ class Trainer:
         train.transform = copy_paste_then(paste, augment)
         return train
 
+    UNLABELLED_IOU = 0.3  # a starting detection overlapping an annotated object by less is someone unlabelled
+
+    @torch.no_grad()
+    def _ignore_unlabelled(self, score: float) -> None:
+        """``--ignore-unlabelled S``: the starting model's detections on the training images (scored
+        as it was made to be: its own post-processing) at score >= S that overlap no annotated
+        object by IoU 0.3 become ignore regions of those images."""
+        c = self.config
+        if not isinstance(self.train_set, DetectionDataset):
+            raise ConfigError(f"--ignore-unlabelled works on one dataset, not --dataset {c.dataset}'s concatenation")
+        plain = open_dataset(c.dataset, c.data_root, c.train_split, SSDTestTransform(self.image_size),
+                             **self._data_options(training=True))
+        teacher = postprocess_options(config_beside(Path(c.weights)))
+        detections = predict_dataset(self.model, plain, batch_size=c.batch_size, workers=0, device=self.device,
+                                     progress=False, **teacher)
+        person = self.classes.index("person") + 1 if "person" in self.classes else None
+        added = 0
+        for index, (det, truth) in enumerate(zip(detections, ground_truth_of(plain))):
+            if det is None:
+                continue
+            keep = (det["scores"] >= score) & ((det["labels"] == person) if person else True)
+            boxes = det["boxes"][keep].float()
+            known = torch.as_tensor(truth["boxes"], dtype=torch.float32).reshape(-1, 4)
+            if len(boxes) and len(known):
+                boxes = boxes[box_iou(boxes, known).max(dim=1).values < self.UNLABELLED_IOU]
+            if len(boxes):
+                self.train_set.extra_ignore[index] = boxes
+                added += len(boxes)
+        self.unlabelled = added
+        self.model.train()
+        self._train_mode()
+        print(f"--ignore-unlabelled {score}: {added} detections of the starting weights on "
+              f"{len(self.train_set.extra_ignore)} of {len(plain)} training images overlap no annotated object; "
+              "ignore regions now")
+
     def _data_options(self, training: bool) -> dict:
         """Loader options from --data-options / --frame-stride; VOC "difficult" objects are left out
         of training as ssd.pytorch does, unless --keep-difficult (the test set keeps them)."""
@@ -154,8 +193,9 @@ class Trainer:
             self.postprocess = self._finetune_postprocess(Path(c.weights))
         self.model.to(self.device)
         self._set_frozen(c.freeze)
-        # L2-SP's anchors: every parameter as it starts (a resumed run reloads the same weights first)
-        self.start_weights = {n: p.detach().clone() for n, p in self.model.named_parameters()} if c.l2sp else {}
+        # L2-SP's and WiSE-FT's anchor: the model as it starts (a resumed run reloads the same weights first)
+        self.start_weights = ({k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                              if c.l2sp or c.wise_ft < 1.0 else {})
         if c.sync_bn:
             self._convert_sync_bn()
         self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
@@ -328,6 +368,15 @@ class Trainer:
             params, starts = zip(*pairs)
             torch._foreach_add_([p.grad for p in params], torch._foreach_sub(params, starts), alpha=self.config.l2sp)
 
+    @torch.no_grad()
+    def _average_with_start(self, alpha: float) -> None:
+        """``--wise-ft ALPHA`` at the last iteration: every floating-point weight and buffer becomes
+        ``start + ALPHA (trained - start)`` (WiSE-FT, Wortsman et al., CVPR 2022: the interpolation
+        keeps what the pretrained weights knew about data the fine-tuning set does not show)."""
+        state = self.model.state_dict()
+        self.model.load_state_dict({k: torch.lerp(self.start_weights[k], v, alpha) if v.is_floating_point() else v
+                                    for k, v in state.items()})
+
     def _gradient_norms(self, losses: dict[str, Tensor], loc: Tensor, conf: Tensor) -> dict[str, Tensor]:
         """``grad/<output>/loc`` and ``grad/<output>/conf``: the norm of the gradient of each
         weighted output (this step's weights, warm-up included) with respect to the network's
@@ -437,6 +486,8 @@ class Trainer:
                     files.log(record)
                 if vis:
                     vis.log(self.iteration, {**losses, "lr": record["lr"]})
+            if self.iteration == self.max_iter and c.wise_ft < 1.0:
+                self._average_with_start(c.wise_ft)
             if self.iteration % c.checkpoint_every == 0 or self.iteration == self.max_iter:
                 self.save()
             if c.eval_every and self.iteration % c.eval_every == 0 and self.dist.is_main:

@@ -238,3 +238,48 @@ def test_freeze_bn_keeps_every_batchnorm_statistic(tiny_data, pretrained, tmp_pa
     statistics = [k for k in trained if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert statistics and all(torch.equal(trained[k], weights[k]) for k in statistics)
     assert not torch.equal(trained["backbone.conv.1.weight"], weights["backbone.conv.1.weight"])  # still trained
+
+
+def test_wise_ft_keeps_the_asked_fraction_of_what_fine_tuning_changed(tiny_data, pretrained, tmp_path):
+    extra = ("--max-iter", "2", "--lr", "0.01", "--workers", "0")
+    trainer(tiny_data, tmp_path / "full", pretrained["same"], *extra).fit()
+    trainer(tiny_data, tmp_path / "half", pretrained["same"], *extra, "--wise-ft", "0.25").fit()
+    start = torch.load(pretrained["same"], map_location="cpu", weights_only=True)
+    start = start.get("model", start)
+    full, half = saved_state(tmp_path / "full/checkpoints/last.pth"), saved_state(tmp_path / "half/checkpoints/last.pth")
+    moved = [k for k, v in full.items() if v.is_floating_point() and not torch.equal(v, start[k])]
+    assert moved  # training changed something
+    for key in moved:
+        torch.testing.assert_close(half[key], start[key] + 0.25 * (full[key] - start[key]), atol=1e-6, rtol=1e-5)
+
+
+def test_ignore_unlabelled_turns_the_starting_models_extra_detections_into_ignore_regions(tiny_data, pretrained,
+                                                                                          tmp_path, capsys):
+    from repssd.boxes import box_iou
+    t = trainer(tiny_data, tmp_path, pretrained["same"], "--max-iter", "1", "--ignore-unlabelled", "0.01")
+    assert "--ignore-unlabelled 0.01:" in capsys.readouterr().out
+    extra = t.train_set.extra_ignore
+    assert extra and t.unlabelled == sum(len(b) for b in extra.values())
+    for index, boxes in extra.items():
+        known = t.train_set.records[index].boxes
+        assert box_iou(boxes, torch.tensor(known).reshape(-1, 4)).max() < 0.3  # nobody annotated there
+        _, target = t.train_set.load(index)
+        t.train_set.transform = None
+        _, seen = t.train_set[index]
+        assert len(seen["boxes"]) == len(target["boxes"]) + len(boxes) and seen["ignore"][-len(boxes):].all()
+    with pytest.raises(ConfigError, match="needs --weights"):
+        parse_config(tiny_args(tiny_data, tmp_path / "b", "--max-iter", "1", "--ignore-unlabelled", "0.3"))
+    with pytest.raises(ConfigError, match="--wise-ft"):
+        parse_config(finetune_args(tiny_data, tmp_path / "c", pretrained["same"], "--max-iter", "1", "--wise-ft", "1.5"))
+
+
+def test_add_ignore_regions_grows_every_per_box_entry():
+    from repssd.data.base import add_ignore_regions
+    target = {"boxes": torch.tensor([[0.0, 0, 10, 20]]), "labels": torch.tensor([1]), "difficult": torch.tensor([False]),
+              "ignore": torch.tensor([False]), "visible": torch.tensor([[0.0, 0, 10, 10]]),
+              "visibility": torch.tensor([0.5]), "masks": torch.ones(1, 30, 40, dtype=torch.bool)}
+    out = add_ignore_regions(target, torch.tensor([[20.0, 5, 30, 25], [1, 1, 2, 2]]))
+    assert out["boxes"].shape == (3, 4) and out["ignore"].tolist() == [False, True, True]
+    assert out["labels"].tolist() == [1, 1, 1] and out["visibility"].tolist() == [0.5, 1.0, 1.0]
+    assert out["masks"].shape == (3, 30, 40) and not out["masks"][1:].any() and out["masks"][0].all()
+    torch.testing.assert_close(out["visible"][1], torch.tensor([20.0, 5, 30, 25]))
