@@ -19,7 +19,8 @@ With ``select_split`` (e.g. ``val``) the runner works in two stages:
    shorter schedule): every cell x ``seeds``, scored on ``select_split`` only. Finalists: the
    ``baseline`` plus the ``finalists`` named in the config, or (``finalists: auto``) the
    ``num_finalists`` cells of highest crowd mAP among those whose mAP is not below the
-   baseline's by more than one standard deviation.
+   baseline's by more than one standard deviation. Every cell is also compared with the
+   baseline by a paired bootstrap over the selection images (seeds paired).
 2. **final** (``OUTPUT/final/``, the ``train`` options): the finalists x ``final_seeds``, scored once on
    ``train.test_split``, with each finalist's paired difference from the baseline over seeds and
    a paired bootstrap over test images (95% intervals of the mAP and crowd-mAP differences).
@@ -359,7 +360,9 @@ def run_stages(config: dict, out: Path, stage: str | None = None) -> dict:
                   {**config["train"], **config.get("select_train", {})})
     table = summarise(runs, cells, config)
     finalists = select_finalists(config, table)
-    results["stages"]["select"] = {"split": select_split, "runs": runs, "table": table, "finalists": finalists}
+    results["stages"]["select"] = {"split": select_split, "runs": runs, "table": table, "finalists": finalists,
+                                   "comparisons": compare_final(config, out / "select", cells, config["seeds"],
+                                                                select_split, load_outcomes, load_error_counts)}
     if stage == "select":
         return results
     if _selection_is_final(config):
