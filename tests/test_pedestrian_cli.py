@@ -20,8 +20,8 @@ def trained(request, tmp_path_factory):
     argv = ["--model", "mb1_ssdlite", "--width-mult", "0.25", "--dataset", kind, "--data-root", str(root),
             "--train-split", train_split, "--test-split", test_split, "--batch-size", "2", "--workers", "0",
             "--max-iter", "2", "--output-dir", str(out), "--log-every", "1", "--no-eval-at-end"]
-    if kind == "mot":
-        argv += ["--frame-stride", "2"]
+    if kind == "mot":  # frames in the MOT layout train on windows at the sliced-inference scale
+        argv += ["--frame-stride", "2", "--tile-crop", "size=48,jitter=0.8-1.25"]
     assert train_cli.main(argv) == 0
     return kind, root, out
 
@@ -46,6 +46,7 @@ def test_train_and_eval_with_every_pedestrian_metric(trained, capsys):
     assert "CityPersons MR^-2" in printed and "Reasonable" in printed and "CrowdHuman" in printed
     if kind == "mot":  # the stride is saved with the run and applies to its test set: 2 of the 4 frames
         assert json.loads((out / "config.json").read_text())["frame_stride"] == 2
+        assert json.loads((out / "config.json").read_text())["tile_crop"] == "size=48,jitter=0.8-1.25"
         assert report["num_images"] == 2
 
 

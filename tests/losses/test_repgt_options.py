@@ -117,7 +117,7 @@ def test_new_options_run_on_meta_without_host_syncs():
 def test_defaults_are_the_validated_setting_and_the_paper_is_one_option_set_away():
     default = build_criterion("multibox+repgt")
     term = default.terms[1]
-    assert (term.sigma, term.target, term.excess, default.weights["repgt"]) == (0.0, "pred", False, 1.0)
+    assert (term.sigma, term.target, term.excess, default.weights["repgt"]) == (0.0, "pred", False, 2.0)
     paper = build_criterion("multibox+repgt", {"repgt": 0.5}, repgt_sigma=1.0, repgt_target="prior").terms[1]
     assert (paper.sigma, paper.target) == (1.0, "prior")
     # the default equals the per-image reference with sigma 0 and G_Rep by prediction
