@@ -258,13 +258,13 @@ class SSDTrainTransform:
     def __call__(self, image: np.ndarray, target: dict) -> tuple[Tensor, dict]:
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
         boxes = target["boxes"].numpy().astype(np.float64).reshape(-1, 4)
+        image = photometric_distort(image, rng)
         height, width = image.shape[:2]
-        if self.tile is not None:  # the window first: the colours of a 1080p frame are distorted only inside it
+        if self.tile is not None:
             ignore = target["ignore"].numpy().reshape(-1) if "ignore" in target else np.zeros(len(boxes), bool)
             window = self.tile.window(boxes, ~ignore, width, height, rng)
             if window is not None:
-                return self._windowed(image, target, boxes, window, rng)
-        image = photometric_distort(image, rng)
+                return self._windowed(image, target, boxes, np.array(window, dtype=float), rng)
         # zoom out: the image sits at (left, top) of a mean-filled canvas, ratio 1-4 times larger
         region, offset = np.array([0.0, 0.0, width, height]), np.zeros(2)
         if rng.random() < 0.5 and self.zoom_out > 1.0:
@@ -288,18 +288,13 @@ class SSDTrainTransform:
         return _to_tensor(out_image), _keep(target, keep, boxes / limit,
                                             visible / limit if "visible" in target else None)
 
-    def _windowed(self, image: np.ndarray, target: dict, boxes: np.ndarray, window: tuple[int, int, int, int],
+    def _windowed(self, image: np.ndarray, target: dict, boxes: np.ndarray, window: np.ndarray,
                   rng: np.random.Generator) -> tuple[Tensor, dict]:
-        """A :class:`TileCrop` window of the image (xyxy source pixels), photometrically distorted:
-        boxes clipped to it; a box with less than ``tile.cut`` of its area inside becomes an ignore
-        region, one with none is dropped."""
-        left, top, right, bottom = window
-        image = photometric_distort(image[top:bottom, left:right], rng)
-        shift = np.array([left, top, left, top], dtype=np.float64)
-        window = np.array([0.0, 0.0, right - left, bottom - top])
-        boxes = boxes - shift
+        """A :class:`TileCrop` window of the image (xyxy source pixels): boxes clipped to it; a box
+        with less than ``tile.cut`` of its area inside becomes an ignore region, one with none is
+        dropped."""
         flip = rng.random() < 0.5
-        visible = target["visible"].numpy().astype(np.float64).reshape(-1, 4) - shift if "visible" in target else \
+        visible = target["visible"].numpy().astype(np.float64).reshape(-1, 4) if "visible" in target else \
             np.zeros((0, 4))
         clipped = np.concatenate([boxes[:, :2].clip(window[:2], window[2:]), boxes[:, 2:].clip(window[:2], window[2:])], 1)
         area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
