@@ -161,7 +161,7 @@ def _nms_table(stage: dict, kind: str = "nms") -> list[str]:
     values = list(sweeps[0][kind])
     title = {"nms": "NMS threshold", "merge": "Tile merge"}[kind]
     lines = [f"{title} sweep on `{stage['split']}` (mean over seeds: mAP / crowd mAP / MR^-2):", "",
-             "| cell | " + " | ".join(f"{kind.upper() if kind == 'nms' else ''} {t}".strip() for t in values) + " |",
+             "| cell | " + " | ".join(f"NMS {t}" if kind == "nms" else str(t) for t in values) + " |",
              "|" + " --- |" * (1 + len(values))]
     for cell in dict.fromkeys(s["cell"] for s in sweeps):
         mine = [s[kind] for s in sweeps if s["cell"] == cell]

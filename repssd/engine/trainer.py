@@ -159,11 +159,11 @@ class Trainer:
                 self.train_set.extra_ignore[index] = boxes
                 added += len(boxes)
         self.unlabelled = added
-        self.model.train()
-        self._train_mode()
-        print(f"--ignore-unlabelled {score}: {added} detections of the starting weights on "
-              f"{len(self.train_set.extra_ignore)} of {len(plain)} training images overlap no annotated object; "
-              "ignore regions now")
+        self._train_mode()  # predict_dataset left the model in training mode; frozen BatchNorm back to eval
+        if self.dist.is_main:
+            print(f"--ignore-unlabelled {score}: {added} detections of the starting weights on "
+                  f"{len(self.train_set.extra_ignore)} of {len(plain)} training images overlap no annotated object; "
+                  "ignore regions now")
 
     def _data_options(self, training: bool) -> dict:
         """Loader options from --data-options / --frame-stride; VOC "difficult" objects are left out
