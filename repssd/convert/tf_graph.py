@@ -22,7 +22,8 @@ from ..models import build_model
 from ..models.mobilenet_tf import EXTRA_LAYERS, MBV2_BLOCKS
 from .checkpoints import WeightsError
 
-__all__ = ["TFGraphError", "read_graph", "convert_graph", "write_checkpoint", "tf_names", "GRAPH_DEFAULTS"]
+__all__ = ["TFGraphError", "read_graph", "convert_graph", "write_checkpoint", "tf_names", "box_order", "read_labels",
+           "GRAPH_DEFAULTS"]
 
 WEIGHT_SUFFIXES = ("weights", "depthwise_weights", "biases", "gamma", "beta", "moving_mean", "moving_variance")
 BN_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -83,9 +84,10 @@ def _block_name(index: int) -> str:
     return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
 
 
-def tf_names(num_sources: int = 6) -> list[tuple[str, str, str]]:
-    """(TF scope, repssd module prefix, kind) of every conv/BN pair of ``ssdlite_mbv2_tf``;
-    kind is ``conv``, ``depthwise`` or ``head`` (1x1 conv with bias, no BatchNorm)."""
+def tf_names(num_sources: int = 6, lite: bool = True) -> list[tuple[str, str, str]]:
+    """(TF scope, repssd module prefix, kind) of every conv/BN pair of ``ssdlite_mbv2_tf``
+    (``lite=False``: ``ssd_mbv2_tf``); kind is ``conv``, ``depthwise`` or ``head`` (1x1 conv with
+    bias, no BatchNorm)."""
     fe = "FeatureExtractor/MobilenetV2/"
     pairs = [(fe + "Conv", "backbone.conv", "conv")]
     index = 0
@@ -100,13 +102,19 @@ def tf_names(num_sources: int = 6) -> list[tuple[str, str, str]]:
     pairs.append((fe + "Conv_1", "backbone.conv_1", "conv"))
     for k, (mid, oup) in enumerate(EXTRA_LAYERS):
         layer = k + 2
-        pairs += [(f"{fe}layer_19_1_Conv2d_{layer}_1x1_{mid}", f"extras.{k}.0", "conv"),
-                  (f"{fe}layer_19_2_Conv2d_{layer}_3x3_s2_{oup}_depthwise", f"extras.{k}.1", "depthwise"),
-                  (f"{fe}layer_19_2_Conv2d_{layer}_3x3_s2_{oup}", f"extras.{k}.2", "conv")]
+        pairs.append((f"{fe}layer_19_1_Conv2d_{layer}_1x1_{mid}", f"extras.{k}.0", "conv"))
+        if lite:
+            pairs += [(f"{fe}layer_19_2_Conv2d_{layer}_3x3_s2_{oup}_depthwise", f"extras.{k}.1", "depthwise"),
+                      (f"{fe}layer_19_2_Conv2d_{layer}_3x3_s2_{oup}", f"extras.{k}.2", "conv")]
+        else:
+            pairs.append((f"{fe}layer_19_2_Conv2d_{layer}_3x3_s2_{oup}", f"extras.{k}.1", "conv"))
     for i in range(num_sources):
         for tf_part, part in (("BoxEncodingPredictor", "loc"), ("ClassPredictor", "conf")):
-            pairs += [(f"BoxPredictor_{i}/{tf_part}_depthwise", f"head.{part}.{i}.0", "depthwise"),
-                      (f"BoxPredictor_{i}/{tf_part}", f"head.{part}.{i}.1", "head")]
+            if lite:
+                pairs += [(f"BoxPredictor_{i}/{tf_part}_depthwise", f"head.{part}.{i}.0", "depthwise"),
+                          (f"BoxPredictor_{i}/{tf_part}", f"head.{part}.{i}.1", "head")]
+            else:
+                pairs.append((f"BoxPredictor_{i}/{tf_part}", f"head.{part}.{i}", "head"))
     return pairs
 
 
@@ -115,7 +123,7 @@ def _kernel(value: np.ndarray, depthwise: bool) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(value.transpose(2, 3, 0, 1) if depthwise else value.transpose(3, 2, 0, 1)))
 
 
-def _box_order(anchors: int) -> list[int]:
+def box_order(anchors: int) -> list[int]:
     """Output channels (ty, tx, th, tw) per anchor -> (tx, ty, tw, th)."""
     return [4 * a + k for a in range(anchors) for k in (1, 0, 3, 2)]
 
@@ -147,7 +155,7 @@ def map_weights(graph: Graph, expected: dict[str, Tensor]) -> dict[str, Tensor]:
                                       ("tensors of other shapes", shapes)) if items]
         raise TFGraphError(f"{graph.path}: not the SSDLite + MobileNetV2 layout of ssdlite_mbv2_tf: {'; '.join(parts)}")
     for key in [k for k in state if re.fullmatch(r"head\.loc\.\d+\.1\.(weight|bias)", k)]:  # the 1x1 convs
-        state[key] = state[key][_box_order(state[key].shape[0] // 4)]
+        state[key] = state[key][box_order(state[key].shape[0] // 4)]
     return state
 
 

@@ -25,7 +25,7 @@ from ..data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_
 from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
-from ..models import build_model
+from ..models import TF_MODELS, build_model
 from ..postprocess import postprocess_options
 from ..slicing.geometry import auto_tile_size
 from ..slicing.run import smallest_anchor
@@ -177,7 +177,7 @@ class Trainer:
     def _model_options(self) -> dict:
         if self.config.model.startswith("mb"):
             return {"width_mult": self.config.width_mult}
-        if self.config.model == "ssdlite_mbv2_tf" and self.config.anchor_reference:
+        if self.config.model in TF_MODELS and self.config.anchor_reference:
             return {"anchor_reference": self.config.anchor_reference}
         return {}
 

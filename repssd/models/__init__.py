@@ -10,6 +10,8 @@ mb1_ssdlite        MobileNetV1 SSD-Lite (qfgaohao/pytorch-ssd)      mobilenet_ss
 mb2_ssdlite        MobileNetV2 SSD-Lite (torchvision MobileNetV2)   mobilenet_ssd300 (3000)
 ssdlite_mbv2_tf    TF Object Detection API SSDLite + MobileNetV2    tf_ssd_anchors (1917 at
                    (imports frozen graphs: repssd.convert tf-graph) 300 px; any input size)
+ssd_mbv2_tf        TF Object Detection API SSD + MobileNetV2        tf_ssd_anchors (as
+                   (imports TFLite files: repssd.convert tflite)    ssdlite_mbv2_tf)
 =================  ===============================================  ===================
 """
 from __future__ import annotations
@@ -19,11 +21,11 @@ from functools import partial
 
 from ..priors import GridAnchorSpec, PriorSpec, get_spec
 from .mobilenet import build_mb1_ssd, build_mb2_ssdlite
-from .mobilenet_tf import build_ssdlite_mbv2_tf
+from .mobilenet_tf import build_ssd_mbv2_tf, build_ssdlite_mbv2_tf
 from .ssd import SSD, L2Norm, Normalize, SSDHead
 from .vgg import build_vgg_ssd
 
-__all__ = ["MODELS", "build_model", "parse_image_size", "size_option", "SSD", "SSDHead", "Normalize", "L2Norm"]
+__all__ = ["MODELS", "TF_MODELS", "build_model", "parse_image_size", "size_option", "SSD", "SSDHead", "Normalize", "L2Norm"]
 
 # name -> (builder(spec, num_classes, **options), default prior spec)
 MODELS: dict[str, tuple[Callable[..., SSD], str]] = {
@@ -33,7 +35,9 @@ MODELS: dict[str, tuple[Callable[..., SSD], str]] = {
     "mb1_ssdlite": (lambda spec, n, **kw: build_mb1_ssd(spec, n, lite=True, **kw), "mobilenet_ssd300"),
     "mb2_ssdlite": (build_mb2_ssdlite, "mobilenet_ssd300"),
     "ssdlite_mbv2_tf": (build_ssdlite_mbv2_tf, "tf_ssd_anchors"),
+    "ssd_mbv2_tf": (build_ssd_mbv2_tf, "tf_ssd_anchors"),
 }
+TF_MODELS = ("ssdlite_mbv2_tf", "ssd_mbv2_tf")  # the TF layouts: any input size, --anchor-reference
 
 
 def build_model(name: str, num_classes: int, spec: PriorSpec | GridAnchorSpec | str | None = None,
@@ -44,7 +48,7 @@ def build_model(name: str, num_classes: int, spec: PriorSpec | GridAnchorSpec | 
         spec: prior layout, by default the model's own (e.g. ``"ssd300_coco"`` for COCO
             scales on SSD300; ``"ssd300_coco"`` is also torchvision's DefaultBoxGenerator).
         image_size: network input, ``S`` or ``(width, height)``; only models whose priors
-            follow their feature maps (``ssdlite_mbv2_tf``) take other sizes than their spec's.
+            follow their feature maps (:data:`TF_MODELS`) take other sizes than their spec's.
         options: builder options, e.g. ``width_mult=0.5`` for the MobileNet models.
     """
     if name not in MODELS:
@@ -80,7 +84,7 @@ def _resized(name: str, spec: PriorSpec | GridAnchorSpec, size: tuple[int, int])
         return spec.with_input_size(*size)
     if size != spec.input_size:
         raise ValueError(f"{name} takes {spec.image_size}x{spec.image_size} inputs (its priors are fixed to "
-                         f"{spec.name!r}); other input sizes work with ssdlite_mbv2_tf")
+                         f"{spec.name!r}); other input sizes work with {' and '.join(TF_MODELS)}")
     return spec
 
 

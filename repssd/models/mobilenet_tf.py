@@ -1,5 +1,6 @@
 """The TensorFlow Object Detection API's SSDLite + MobileNetV2 (``ssd_mobilenet_v2`` feature
-extractor with ``use_depthwise``), layer for layer, so that its frozen graphs import exactly.
+extractor with ``use_depthwise``) and SSD + MobileNetV2 (without it), layer for layer, so that
+its frozen graphs and TFLite files import exactly.
 
 What differs from :mod:`repssd.models.mobilenet` (pytorch-ssd's layout):
 
@@ -12,6 +13,9 @@ What differs from :mod:`repssd.models.mobilenet` (pytorch-ssd's layout):
   depthwise stride 2 -> 1x1 conv, each with BN + ReLU6) at 5, 3, 2, 1.
 - Heads: per source a 3x3 depthwise conv + BN + ReLU6, then a 1x1 conv with bias, for the box
   encodings and for the class logits separately.
+- ``ssd_mbv2_tf`` (the API's ``ssd_mobilenet_v2`` config): the same base; the extras' 3x3
+  stride-2 layers are full convolutions (``layer_19_2_Conv2d_k_3x3_s2_oup``, no depthwise), and
+  the heads are one 1x1 convolution with bias per source (``kernel_size: 1``).
 - Priors: TF's multiple-grid anchor generator (:class:`~repssd.priors.GridAnchorSpec`), built
   for the grid sizes the network's feature maps have at the chosen input size, so the model
   runs at any input size (300x300, 512x512, 640x384, ...). Sides are ``ceil(n / 2)`` per
@@ -32,8 +36,8 @@ from torch import Tensor, nn
 from ..priors import GridAnchorSpec
 from .ssd import SSD, Normalize, SSDHead
 
-__all__ = ["SamePadConv2d", "TFMobileNetV2", "build_ssdlite_mbv2_tf", "MBV2_BLOCKS", "EXTRA_LAYERS",
-           "TF_MEAN", "TF_STD"]
+__all__ = ["SamePadConv2d", "TFMobileNetV2", "build_ssdlite_mbv2_tf", "build_ssd_mbv2_tf", "MBV2_BLOCKS",
+           "EXTRA_LAYERS", "TF_MEAN", "TF_STD", "BN_EPS"]
 
 TF_MEAN, TF_STD = (127.5, 127.5, 127.5), 127.5  # x * (2 / 255) - 1, the graph's Preprocessor
 BN_EPS = 1e-3
@@ -114,13 +118,19 @@ class TFMobileNetV2(nn.Module):
         return [expanded, self.conv_1(x)]
 
 
-def _extra(inp: int, mid: int, oup: int) -> nn.Sequential:
-    """``layer_19_1_Conv2d_k_1x1_mid`` -> ``layer_19_2_Conv2d_k_3x3_s2_oup_depthwise`` -> ``..._oup``."""
+def _extra(inp: int, mid: int, oup: int, lite: bool = True) -> nn.Sequential:
+    """``layer_19_1_Conv2d_k_1x1_mid`` -> SSDLite: ``layer_19_2_Conv2d_k_3x3_s2_oup_depthwise`` ->
+    ``..._oup`` (1x1); SSD: ``layer_19_2_Conv2d_k_3x3_s2_oup`` (a full 3x3 convolution)."""
+    if not lite:
+        return nn.Sequential(conv_bn(inp, mid), conv_bn(mid, oup, 3, 2))
     return nn.Sequential(conv_bn(inp, mid), conv_bn(mid, mid, 3, 2, depthwise=True), conv_bn(mid, oup))
 
 
-def _predictor(inp: int, oup: int) -> nn.Sequential:
-    """``BoxPredictor_i/{BoxEncoding,Class}Predictor``: depthwise 3x3 + BN + ReLU6, then 1x1 conv with bias."""
+def _predictor(inp: int, oup: int, lite: bool = True) -> nn.Module:
+    """``BoxPredictor_i/{BoxEncoding,Class}Predictor``: SSDLite: depthwise 3x3 + BN + ReLU6, then 1x1
+    conv with bias; SSD: the 1x1 conv with bias alone."""
+    if not lite:
+        return nn.Conv2d(inp, oup, 1)
     return nn.Sequential(conv_bn(inp, inp, 3, depthwise=True), nn.Conv2d(inp, oup, 1))
 
 
@@ -146,8 +156,10 @@ def _meta_forward(module: nn.Module, x: Tensor):
         module.train(was_training)
 
 
-def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
-    """SSDLite + MobileNetV2 as the TF Object Detection API builds it, on ``spec``'s input size.
+def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None,
+                          lite: bool = True) -> SSD:
+    """SSDLite + MobileNetV2 (``lite=False``: SSD + MobileNetV2) as the TF Object Detection API
+    builds it, on ``spec``'s input size.
 
     ``spec.feature_maps`` is ignored and replaced by the grid sizes this network has at
     ``spec.image_size``, so any input size gives matching priors. ``anchor_reference`` (e.g. 300)
@@ -156,17 +168,24 @@ def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_referen
     """
     width, height = spec.input_size
     if min(width, height) < 33:  # below 33 px the last stride-2 layers see a 1x1 map already
-        raise ValueError(f"ssdlite_mbv2_tf needs inputs of at least 33x33 px, got {width}x{height}")
+        raise ValueError(f"{'ssdlite' if lite else 'ssd'}_mbv2_tf needs inputs of at least 33x33 px, "
+                         f"got {width}x{height}")
     backbone = TFMobileNetV2()
     channels = list(backbone.out_channels)
     extras = []
     for mid, oup in EXTRA_LAYERS:
-        extras.append(_extra(channels[-1], mid, oup))
+        extras.append(_extra(channels[-1], mid, oup, lite))
         channels.append(oup)
     extras = nn.ModuleList(extras)
     spec = replace(spec.with_feature_maps(feature_map_sizes(backbone, extras, width, height)),
                    reference_size=anchor_reference)
     anchors = spec.boxes_per_location
-    head = SSDHead([_predictor(c, a * 4) for c, a in zip(channels, anchors)],
-                   [_predictor(c, a * num_classes) for c, a in zip(channels, anchors)], num_classes)
+    head = SSDHead([_predictor(c, a * 4, lite) for c, a in zip(channels, anchors)],
+                   [_predictor(c, a * num_classes, lite) for c, a in zip(channels, anchors)], num_classes)
     return SSD(backbone, list(extras), head, spec, Normalize(TF_MEAN, TF_STD))
+
+
+def build_ssd_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
+    """SSD + MobileNetV2 as the TF Object Detection API's ``ssd_mobilenet_v2`` config builds it
+    (full 3x3 extras, 1x1 box predictors); see :func:`build_ssdlite_mbv2_tf`."""
+    return build_ssdlite_mbv2_tf(spec, num_classes, anchor_reference, lite=False)
