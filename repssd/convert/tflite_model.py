@@ -212,7 +212,7 @@ def _layout(graph: TFLiteGraph, scopes: set[str]) -> str:
 def _kernel(value: np.ndarray, depthwise: bool) -> Tensor:
     """TFLite OHWI -> torch OIHW; depthwise 1HWC -> C1HW."""
     value = value[0].transpose(2, 0, 1)[:, None] if depthwise else value.transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    return torch.from_numpy(np.array(value, dtype=np.float32))  # a copy: the file's buffers are read-only
 
 
 def map_weights(graph: TFLiteGraph, convs: dict, arch: str, expected: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -230,7 +230,7 @@ def map_weights(graph: TFLiteGraph, convs: dict, arch: str, expected: dict[str, 
         head = kind == "head"
         key = f"{prefix}.weight" if head else f"{prefix}.0.weight"
         weight = _kernel(kernel, depthwise)
-        bias = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
+        bias = torch.from_numpy(np.array(bias, dtype=np.float32))
         if weight.shape != expected[key].shape or bias.shape[0] != weight.shape[0]:
             shapes.append(f"{scope} {tuple(kernel.shape)}")
             continue

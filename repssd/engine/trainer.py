@@ -215,6 +215,9 @@ class Trainer:
     def _load_finetune(self, path: Path) -> None:
         """SSD weights to fine-tune from; classification heads of another class count are re-initialised."""
         state, fmt = read_weights(path)
+        if config_beside(path).get("batchnorm") == "folded" and not self.config.freeze_bn:
+            raise ConfigError(f"{path}: BatchNorm is folded into these weights' convolutions (a TFLite import), and "
+                              "batch statistics would renormalise every layer: fine-tune them with --freeze-bn")
         own = self.model.state_dict()
         heads = [k for k in state if k.startswith("head.conf.") and k in own and state[k].shape != own[k].shape]
         if heads:
