@@ -283,3 +283,27 @@ def test_add_ignore_regions_grows_every_per_box_entry():
     assert out["labels"].tolist() == [1, 1, 1] and out["visibility"].tolist() == [0.5, 1.0, 1.0]
     assert out["masks"].shape == (3, 30, 40) and not out["masks"][1:].any() and out["masks"][0].all()
     torch.testing.assert_close(out["visible"][1], torch.tensor([20.0, 5, 30, 25]))
+
+
+def test_folded_batchnorm_weights_need_freeze_bn(tiny_data, tmp_path, capsys):
+    """A TFLite import (``"batchnorm": "folded"``): batch statistics would renormalise every folded
+    convolution, so training without --freeze-bn is refused in one line; with it, the identity
+    BatchNorm stays the identity and the run trains."""
+    torch.manual_seed(0)
+    model = build_model("ssd_mbv2_tf", 3)
+    config = {"model": "ssd_mbv2_tf", "class_names": ["person", "car"], "image_size": [300, 300],
+              "postprocess": dict(IMPORTED_POSTPROCESS), "batchnorm": "folded", "source": {"file": "m.tflite"}}
+    weights = write_checkpoint(model.state_dict(), config, tmp_path / "folded.pth")
+    args = tiny_args(tiny_data, tmp_path / "run", "--model", "ssd_mbv2_tf", "--image-size", "64",
+                     "--weights", str(weights), "--max-iter", "2")
+    with pytest.raises(ConfigError, match="BatchNorm is folded .* fine-tune them with --freeze-bn"):
+        Trainer(parse_config(args))
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "folded.pth: BatchNorm is folded" in err and err.count("\n") == 1
+    t = Trainer(parse_config([*args, "--freeze-bn"]))
+    t.fit()
+    state = saved_state(tmp_path / "run" / "checkpoints" / "last.pth")
+    for key, value in model.state_dict().items():
+        if key.endswith(("running_mean", "running_var")):
+            assert torch.equal(state[key], value), key
