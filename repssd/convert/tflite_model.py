@@ -355,6 +355,9 @@ def convert_tflite(path: str | Path, labels: str | None = None,
     state = model.state_dict()
     names = read_labels(labels, num_classes) if labels is not None else [f"class{k}" for k in range(1, num_classes)]
     if classes:
+        if post["score"] != "sigmoid":  # a softmax over fewer columns changes every score
+            raise TFLiteError(f"{graph.path}: the model scores with {post['score']}; keeping some classes is exact "
+                              "for sigmoid scores only: convert it without --classes")
         state, names = select_classes(state, names, classes)
     fp16 = any(op.kind == "DEQUANTIZE" for op in graph.ops)
     config = {"model": arch, "class_names": names, "image_size": [width, height], "postprocess": post,

@@ -90,8 +90,11 @@ def test_the_postprocess_op_gives_the_options_and_its_anchors_are_checked(tmp_pa
     assert (post["score"], post["nms_thresh"], post["top_k"]) == ("sigmoid", 0.5, 20)
     assert post["conf_thresh"] == pytest.approx(0.001)
     assert "TFLite_Detection_PostProcess" in config["source"]["postprocess"]
-    _, config = imported(ssd_tflite(source, tmp_path / "s.tflite", postprocess=POSTPROCESS, scores_op="SOFTMAX"))
+    softmax = ssd_tflite(source, tmp_path / "s.tflite", postprocess=POSTPROCESS, scores_op="SOFTMAX")
+    _, config = imported(softmax)
     assert config["postprocess"]["score"] == "softmax"
+    with pytest.raises(TFLiteError, match="scores with softmax; keeping some classes is exact for sigmoid"):
+        convert_tflite(softmax, labels="person", classes=["person"])
     anchors = source.priors.double().numpy()[:, [1, 0, 3, 2]].copy()
     anchors[100, 2] += 0.01  # one anchor's height
     with pytest.raises(TFLiteError, match="not repssd's multiple-grid anchors .* largest difference 0.01"):
