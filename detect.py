@@ -33,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, video files or camera indices")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint or weights file (.pth)")
     parser.add_argument("--model", choices=list(MODELS), help="architecture (default: from the training config)")
-    parser.add_argument("--image-size", help="network input, S or WIDTHxHEIGHT (ssdlite_mbv2_tf, ssd_mbv2_tf; default: the "
+    parser.add_argument("--image-size", help="network input, S or WIDTHxHEIGHT (the TF layouts ssd*_mb*_tf; default: the "
                         "checkpoint config's)")
-    parser.add_argument("--anchor-reference", type=float, help="ssdlite_mbv2_tf, ssd_mbv2_tf: anchor sizes as on a shorter side "
+    parser.add_argument("--anchor-reference", type=float, help="TF layouts (ssd*_mb*_tf): anchor sizes as on a shorter side "
                         "of this many px (e.g. 300) at any --image-size")
     parser.add_argument("--labels", type=Path, help="class names, one per line, background excluded")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/detect"))

@@ -41,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_argument_group("what to evaluate")
     source.add_argument("--weights", type=Path, help="checkpoint or weights file")
     source.add_argument("--model", choices=list(MODELS), help="architecture (default: the training config's)")
-    source.add_argument("--image-size", help="network input, S or WIDTHxHEIGHT (ssdlite_mbv2_tf, ssd_mbv2_tf; default: the "
+    source.add_argument("--image-size", help="network input, S or WIDTHxHEIGHT (the TF layouts ssd*_mb*_tf; default: the "
                         "checkpoint config's)")
-    source.add_argument("--anchor-reference", type=float, help="ssdlite_mbv2_tf, ssd_mbv2_tf: anchor sizes as on a shorter side "
+    source.add_argument("--anchor-reference", type=float, help="TF layouts (ssd*_mb*_tf): anchor sizes as on a shorter side "
                         "of this many px (e.g. 300) at any --image-size")
     source.add_argument("--detections", type=Path, help="re-score a detections.json instead of running a model")
     data = parser.add_argument_group("data (defaults: the training config beside the checkpoint)")

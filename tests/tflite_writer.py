@@ -1,5 +1,5 @@
-"""Random TF-layout models (``randomised``) and small TFLite flatbuffers for the tests, written with the ``tflite`` package's generated builders:
-``write_tflite`` (any tensors and operators) and ``ssd_tflite`` (a repssd TF-layout model as the TF
+"""Random TF-layout models (``randomised``) and small TFLite flatbuffers for the tests, written with
+the ``tflite`` package's generated builders: ``write_tflite`` (any tensors and operators) and ``ssd_tflite`` (a repssd TF-layout model as the TF
 Object Detection API's TFLite export holds it: BatchNorm folded, OHWI kernels, (ty, tx, th, tw)
 boxes, TF scope names, optionally fp16 weights behind DEQUANTIZE and a TFLite_Detection_PostProcess op)."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tflite
 import torch
 from flatbuffers import flexbuffers
 
-from repssd.convert.tf_graph import tf_names
+from repssd.convert.tflite_model import layout_names
 
 TYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int32): 2, np.dtype(np.uint8): 3,
          np.dtype(np.int8): 9}
@@ -155,15 +155,14 @@ def folded(model: torch.nn.Module, prefix: str, kind: str) -> tuple[np.ndarray, 
 
 def ssd_tflite(model: torch.nn.Module, path: Path, fp16: bool = False, postprocess: dict | None = None,
                anchors: np.ndarray | None = None, scores_op: str = "LOGISTIC", rename: dict | None = None) -> Path:
-    """``model`` (``ssdlite_mbv2_tf`` or ``ssd_mbv2_tf``, eval mode) as a TFLite SSD export.
+    """``model`` (``ssdlite_mbv2_tf``, ``ssd_mbv2_tf`` or ``ssd_mbv1_tf``, eval mode) as a TFLite SSD export.
 
     ``postprocess``: options of a TFLite_Detection_PostProcess op to add (its anchors: ``anchors``,
     (ycenter, xcenter, h, w), by default the model's priors); ``rename``: scope -> another scope."""
-    lite = model.arch == "ssdlite_mbv2_tf"
     g = Graph()
     width, height = model.input_size
     image = g.tensor("normalized_input_image_tensor", (1, height, width, 3))
-    for scope, prefix, kind in tf_names(lite=lite):
+    for scope, prefix, kind in layout_names(model.arch):
         kernel, bias = folded(model, prefix, kind)
         if kind == "head" and ".loc." in prefix:  # repssd (tx, ty, tw, th) -> TF (ty, tx, th, tw)
             order = [4 * a + k for a in range(bias.shape[0] // 4) for k in (1, 0, 3, 2)]

@@ -17,8 +17,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     tf = commands.add_parser("tf-graph", help="a TF Object Detection API SSDLite-MobileNetV2 frozen graph")
     tf.add_argument("graph", type=Path, help="frozen_inference_graph.pb")
-    lite = commands.add_parser("tflite", help="a TF Object Detection API SSD / SSDLite-MobileNetV2 TFLite file "
-                               "(fp32 or fp16 weights)")
+    lite = commands.add_parser("tflite", help="a TF Object Detection API SSD / SSDLite-MobileNetV2 or SSD-MobileNetV1 "
+                               "TFLite file (fp32 or fp16 weights)")
     lite.add_argument("graph", type=Path, help="model.tflite")
     lite.add_argument("--classes", help="keep only these classes, comma-separated names (exact for sigmoid "
                       "scores), e.g. Person")

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..models import build_model
-from ..models.mobilenet_tf import EXTRA_LAYERS, MBV2_BLOCKS
+from ..models.mobilenet_tf import EXTRA_LAYERS, MBV1_BLOCKS, MBV2_BLOCKS
 from .checkpoints import WeightsError
 
 __all__ = ["TFGraphError", "read_graph", "convert_graph", "write_checkpoint", "tf_names", "box_order", "read_labels",
@@ -84,22 +84,29 @@ def _block_name(index: int) -> str:
     return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
 
 
-def tf_names(num_sources: int = 6, lite: bool = True) -> list[tuple[str, str, str]]:
+def tf_names(num_sources: int = 6, lite: bool = True, base: str = "v2") -> list[tuple[str, str, str]]:
     """(TF scope, repssd module prefix, kind) of every conv/BN pair of ``ssdlite_mbv2_tf``
-    (``lite=False``: ``ssd_mbv2_tf``); kind is ``conv``, ``depthwise`` or ``head`` (1x1 conv with
-    bias, no BatchNorm)."""
-    fe = "FeatureExtractor/MobilenetV2/"
-    pairs = [(fe + "Conv", "backbone.conv", "conv")]
-    index = 0
-    for expansion, _, repeats, _ in MBV2_BLOCKS:
-        for _ in range(repeats):
-            scope, prefix = fe + _block_name(index), f"backbone.blocks.{index}"
-            if expansion != 1:
-                pairs.append((scope + "/expand", prefix + ".expand", "conv"))
-            pairs += [(scope + "/depthwise", prefix + ".depthwise", "depthwise"),
-                      (scope + "/project", prefix + ".project", "conv")]
-            index += 1
-    pairs.append((fe + "Conv_1", "backbone.conv_1", "conv"))
+    (``lite=False``: ``ssd_mbv2_tf``; ``base="v1"`` too: ``ssd_mbv1_tf``); kind is ``conv``,
+    ``depthwise`` or ``head`` (1x1 conv with bias, no BatchNorm)."""
+    if base == "v1":
+        fe = "FeatureExtractor/MobilenetV1/"
+        pairs = [(fe + "Conv2d_0", "backbone.conv", "conv")]
+        for i in range(1, len(MBV1_BLOCKS) + 1):
+            pairs += [(f"{fe}Conv2d_{i}_depthwise", f"backbone.blocks.{i - 1}.0", "depthwise"),
+                      (f"{fe}Conv2d_{i}_pointwise", f"backbone.blocks.{i - 1}.1", "conv")]
+    else:
+        fe = "FeatureExtractor/MobilenetV2/"
+        pairs = [(fe + "Conv", "backbone.conv", "conv")]
+        index = 0
+        for expansion, _, repeats, _ in MBV2_BLOCKS:
+            for _ in range(repeats):
+                scope, prefix = fe + _block_name(index), f"backbone.blocks.{index}"
+                if expansion != 1:
+                    pairs.append((scope + "/expand", prefix + ".expand", "conv"))
+                pairs += [(scope + "/depthwise", prefix + ".depthwise", "depthwise"),
+                          (scope + "/project", prefix + ".project", "conv")]
+                index += 1
+        pairs.append((fe + "Conv_1", "backbone.conv_1", "conv"))
     for k, (mid, oup) in enumerate(EXTRA_LAYERS):
         layer = k + 2
         pairs.append((f"{fe}layer_19_1_Conv2d_{layer}_1x1_{mid}", f"extras.{k}.0", "conv"))

@@ -1,7 +1,8 @@
-"""Import a TF Object Detection API SSD or SSDLite + MobileNetV2 TFLite file into repssd's
-``ssd_mbv2_tf`` / ``ssdlite_mbv2_tf``, without TensorFlow: the flatbuffer is read with the
-``tflite`` package (the schema's generated classes), every convolution is found by the TF scope
-its output tensor is named after, and every weight is mapped (none missing, none left over).
+"""Import a TF Object Detection API SSD or SSDLite TFLite file (MobileNetV2; SSD on MobileNetV1)
+into repssd's ``ssd_mbv2_tf`` / ``ssdlite_mbv2_tf`` / ``ssd_mbv1_tf``, without TensorFlow: the
+flatbuffer is read with the ``tflite`` package (the schema's generated classes), every
+convolution is found by the TF scope its output tensor is named after, and every weight is mapped
+(none missing, none left over).
 
 What a TFLite export changes, and what the import does about it:
 
@@ -39,7 +40,8 @@ from ..models.mobilenet_tf import BN_EPS
 from .checkpoints import WeightsError
 from .tf_graph import GRAPH_DEFAULTS, box_order, read_labels, tf_names
 
-__all__ = ["TFLiteError", "TFLiteGraph", "read_tflite", "convert_tflite", "select_classes", "POSTPROCESS_OP"]
+__all__ = ["TFLiteError", "TFLiteGraph", "read_tflite", "convert_tflite", "select_classes", "layout_names",
+           "POSTPROCESS_OP", "LAYOUTS"]
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
@@ -151,7 +153,7 @@ def _tensor(model, tensor, buf: bytes) -> TFLiteTensor:
     buffer = model.Buffers(tensor.Buffer()) if tensor.Buffer() > 0 else None
     if buffer is not None and dtype is not None:
         raw = buffer.DataAsNumpy() if buffer.DataLength() else None
-        if raw is None and hasattr(buffer, "Offset") and buffer.Offset() > 1:  # > 2 GB layout: data after the flatbuffer
+        if raw is None and hasattr(buffer, "Offset") and buffer.Offset() > 1:  # > 2 GB files: data after the buffer
             raw = np.frombuffer(buf, np.uint8, buffer.Size(), buffer.Offset())
         if raw is not None and len(raw):
             count = math.prod(shape)
@@ -195,18 +197,31 @@ def _convolutions(graph: TFLiteGraph) -> dict[str, tuple[np.ndarray, np.ndarray,
     return convs
 
 
+LAYOUTS = {  # (base, SSDLite heads?) -> repssd model
+    ("MobilenetV2", True): "ssdlite_mbv2_tf", ("MobilenetV2", False): "ssd_mbv2_tf",
+    ("MobilenetV1", False): "ssd_mbv1_tf"}
+
+
 def _layout(graph: TFLiteGraph, scopes: set[str]) -> str:
-    """``ssdlite_mbv2_tf`` or ``ssd_mbv2_tf``, from the scopes; :class:`TFLiteError` for anything else."""
+    """The repssd model of the graph's layout (:data:`LAYOUTS`), from the scopes; :class:`TFLiteError`
+    for anything else."""
     if not any(s.startswith("BoxPredictor_") for s in scopes):
         kinds = sorted({op.kind for op in graph.ops})
         raise TFLiteError(f"{graph.path}: no SSD box predictors (BoxPredictor_* convolutions) among "
                           f"{len(scopes)} convolutions (ops: {', '.join(kinds[:6])}{' ...' if len(kinds) > 6 else ''}): "
                           "not a TF Object Detection API SSD (a classifier?)")
-    if not any(s.startswith("FeatureExtractor/MobilenetV2/") for s in scopes):
-        base = sorted({s.split("/")[1] for s in scopes if s.startswith("FeatureExtractor/") and "/" in s})
-        raise TFLiteError(f"{graph.path}: feature extractor {', '.join(base) or 'unknown'}; repssd imports SSD and "
-                          "SSDLite on MobileNetV2 (ssd_mbv2_tf, ssdlite_mbv2_tf)")
-    return "ssdlite_mbv2_tf" if "BoxPredictor_0/BoxEncodingPredictor_depthwise" in scopes else "ssd_mbv2_tf"
+    bases = sorted({s.split("/")[1] for s in scopes if s.startswith("FeatureExtractor/") and s.count("/") > 1})
+    lite = "BoxPredictor_0/BoxEncodingPredictor_depthwise" in scopes
+    if len(bases) != 1 or (bases[0], lite) not in LAYOUTS:
+        raise TFLiteError(f"{graph.path}: {'SSDLite' if lite else 'SSD'} on feature extractor "
+                          f"{', '.join(bases) or 'unknown'}; repssd imports "
+                          + ", ".join(f"{'SSDLite' if l else 'SSD'} on {b}" for b, l in LAYOUTS))
+    return LAYOUTS[bases[0], lite]
+
+
+def layout_names(arch: str) -> list[tuple[str, str, str]]:
+    """:func:`~repssd.convert.tf_graph.tf_names` of the repssd model ``arch`` (one of :data:`LAYOUTS`' values)."""
+    return tf_names(lite=arch.startswith("ssdlite"), base="v1" if "mbv1" in arch else "v2")
 
 
 def _kernel(value: np.ndarray, depthwise: bool) -> Tensor:
@@ -218,7 +233,7 @@ def _kernel(value: np.ndarray, depthwise: bool) -> Tensor:
 def map_weights(graph: TFLiteGraph, convs: dict, arch: str, expected: dict[str, Tensor]) -> dict[str, Tensor]:
     """The convolutions under repssd key names with identity BatchNorm, checked against ``expected``
     (the model's state_dict); raises naming, by TF scope, what is missing, left over or mis-shaped."""
-    pairs = tf_names(lite=arch == "ssdlite_mbv2_tf")
+    pairs = layout_names(arch)
     missing = [scope for scope, _, _ in pairs if scope not in convs]
     left = sorted(set(convs) - {scope for scope, _, _ in pairs})
     state, shapes = {}, []

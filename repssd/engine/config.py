@@ -28,8 +28,8 @@ class TrainConfig:
     prior_spec: str | None = _opt(None, "prior layout (default: the model's own)", "model")
     width_mult: float = _opt(1.0, "MobileNet width multiplier", "model")
     image_size: str | None = _opt(None, "network input, S or WIDTHxHEIGHT, e.g. 512 or 640x384 (models whose priors "
-                                  "follow their feature maps: ssdlite_mbv2_tf, ssd_mbv2_tf; default: the model's own)", "model")
-    anchor_reference: float | None = _opt(None, "ssdlite_mbv2_tf, ssd_mbv2_tf: anchor sizes as on a shorter side of this many px "
+                                  "follow their feature maps: the TF layouts ssd*_mb*_tf; default: the model's own)", "model")
+    anchor_reference: float | None = _opt(None, "TF layouts (ssd*_mb*_tf): anchor sizes as on a shorter side of this many px "
                                           "(e.g. 300, the imported graph's input) at any --image-size; default: "
                                           "relative to the input, TF's rule", "model")
     # * Data

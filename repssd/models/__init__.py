@@ -12,6 +12,8 @@ ssdlite_mbv2_tf    TF Object Detection API SSDLite + MobileNetV2    tf_ssd_ancho
                    (imports frozen graphs: repssd.convert tf-graph) 300 px; any input size)
 ssd_mbv2_tf        TF Object Detection API SSD + MobileNetV2        tf_ssd_anchors (as
                    (imports TFLite files: repssd.convert tflite)    ssdlite_mbv2_tf)
+ssd_mbv1_tf        TF Object Detection API SSD + MobileNetV1        tf_ssd_anchors (as
+                   (imports TFLite files: repssd.convert tflite)    ssdlite_mbv2_tf)
 =================  ===============================================  ===================
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from functools import partial
 
 from ..priors import GridAnchorSpec, PriorSpec, get_spec
 from .mobilenet import build_mb1_ssd, build_mb2_ssdlite
-from .mobilenet_tf import build_ssd_mbv2_tf, build_ssdlite_mbv2_tf
+from .mobilenet_tf import build_ssd_mbv1_tf, build_ssd_mbv2_tf, build_ssdlite_mbv2_tf
 from .ssd import SSD, L2Norm, Normalize, SSDHead
 from .vgg import build_vgg_ssd
 
@@ -36,8 +38,9 @@ MODELS: dict[str, tuple[Callable[..., SSD], str]] = {
     "mb2_ssdlite": (build_mb2_ssdlite, "mobilenet_ssd300"),
     "ssdlite_mbv2_tf": (build_ssdlite_mbv2_tf, "tf_ssd_anchors"),
     "ssd_mbv2_tf": (build_ssd_mbv2_tf, "tf_ssd_anchors"),
+    "ssd_mbv1_tf": (build_ssd_mbv1_tf, "tf_ssd_anchors"),
 }
-TF_MODELS = ("ssdlite_mbv2_tf", "ssd_mbv2_tf")  # the TF layouts: any input size, --anchor-reference
+TF_MODELS = ("ssdlite_mbv2_tf", "ssd_mbv2_tf", "ssd_mbv1_tf")  # the TF layouts: any input size, --anchor-reference
 
 
 def build_model(name: str, num_classes: int, spec: PriorSpec | GridAnchorSpec | str | None = None,

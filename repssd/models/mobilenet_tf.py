@@ -16,6 +16,10 @@ What differs from :mod:`repssd.models.mobilenet` (pytorch-ssd's layout):
 - ``ssd_mbv2_tf`` (the API's ``ssd_mobilenet_v2`` config): the same base; the extras' 3x3
   stride-2 layers are full convolutions (``layer_19_2_Conv2d_k_3x3_s2_oup``, no depthwise), and
   the heads are one 1x1 convolution with bias per source (``kernel_size: 1``).
+- ``ssd_mbv1_tf`` (``ssd_mobilenet_v1``): those extras and heads on TF-slim's MobileNetV1
+  (``Conv2d_0``, then 13 depthwise-separable ``Conv2d_i_depthwise`` / ``Conv2d_i_pointwise``
+  pairs, ReLU6); sources ``Conv2d_11_pointwise`` (512 channels, 19x19) and ``Conv2d_13_pointwise``
+  (1024, 10x10).
 - Priors: TF's multiple-grid anchor generator (:class:`~repssd.priors.GridAnchorSpec`), built
   for the grid sizes the network's feature maps have at the chosen input size, so the model
   runs at any input size (300x300, 512x512, 640x384, ...). Sides are ``ceil(n / 2)`` per
@@ -36,8 +40,8 @@ from torch import Tensor, nn
 from ..priors import GridAnchorSpec
 from .ssd import SSD, Normalize, SSDHead
 
-__all__ = ["SamePadConv2d", "TFMobileNetV2", "build_ssdlite_mbv2_tf", "build_ssd_mbv2_tf", "MBV2_BLOCKS",
-           "EXTRA_LAYERS", "TF_MEAN", "TF_STD", "BN_EPS"]
+__all__ = ["SamePadConv2d", "TFMobileNetV1", "TFMobileNetV2", "build_ssdlite_mbv2_tf", "build_ssd_mbv2_tf",
+           "build_ssd_mbv1_tf", "MBV1_BLOCKS", "MBV2_BLOCKS", "EXTRA_LAYERS", "TF_MEAN", "TF_STD", "BN_EPS"]
 
 TF_MEAN, TF_STD = (127.5, 127.5, 127.5), 127.5  # x * (2 / 255) - 1, the graph's Preprocessor
 BN_EPS = 1e-3
@@ -45,6 +49,10 @@ BN_EPS = 1e-3
 MBV2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                (6, 320, 1, 1))
 SOURCE_BLOCK = 13  # the first source is expanded_conv_13's expansion output
+# TF-slim mobilenet_v1.MOBILENETV1_CONV_DEFS after Conv2d_0: (stride, output channels) of Conv2d_1 .. Conv2d_13
+MBV1_BLOCKS = ((1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), (1, 512), (1, 512), (1, 512), (1, 512),
+               (1, 512), (2, 1024), (1, 1024))
+MBV1_SOURCE = 11  # the first source is Conv2d_11_pointwise
 EXTRA_LAYERS = ((256, 512), (128, 256), (128, 256), (64, 128))  # (1x1 channels, output channels)
 
 
@@ -118,6 +126,29 @@ class TFMobileNetV2(nn.Module):
         return [expanded, self.conv_1(x)]
 
 
+class TFMobileNetV1(nn.Module):
+    """TF-slim MobileNetV1 (depth 1.0) -> ``[Conv2d_11_pointwise (512 ch), Conv2d_13_pointwise (1024 ch)]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = conv_bn(3, 32, 3, 2)
+        blocks, inp = [], 32
+        for stride, oup in MBV1_BLOCKS:
+            blocks.append(nn.Sequential(conv_bn(inp, inp, 3, stride, depthwise=True), conv_bn(inp, oup)))
+            inp = oup
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = (MBV1_BLOCKS[MBV1_SOURCE - 1][1], MBV1_BLOCKS[-1][1])
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.conv(x)
+        sources = []
+        for index, block in enumerate(self.blocks, start=1):
+            x = block(x)
+            if index in (MBV1_SOURCE, len(self.blocks)):
+                sources.append(x)
+        return sources
+
+
 def _extra(inp: int, mid: int, oup: int, lite: bool = True) -> nn.Sequential:
     """``layer_19_1_Conv2d_k_1x1_mid`` -> SSDLite: ``layer_19_2_Conv2d_k_3x3_s2_oup_depthwise`` ->
     ``..._oup`` (1x1); SSD: ``layer_19_2_Conv2d_k_3x3_s2_oup`` (a full 3x3 convolution)."""
@@ -157,7 +188,7 @@ def _meta_forward(module: nn.Module, x: Tensor):
 
 
 def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None,
-                          lite: bool = True) -> SSD:
+                          lite: bool = True, base: str = "v2") -> SSD:
     """SSDLite + MobileNetV2 (``lite=False``: SSD + MobileNetV2) as the TF Object Detection API
     builds it, on ``spec``'s input size.
 
@@ -168,9 +199,9 @@ def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_referen
     """
     width, height = spec.input_size
     if min(width, height) < 33:  # below 33 px the last stride-2 layers see a 1x1 map already
-        raise ValueError(f"{'ssdlite' if lite else 'ssd'}_mbv2_tf needs inputs of at least 33x33 px, "
+        raise ValueError(f"{'ssdlite' if lite else 'ssd'}_mb{base}_tf needs inputs of at least 33x33 px, "
                          f"got {width}x{height}")
-    backbone = TFMobileNetV2()
+    backbone = TFMobileNetV2() if base == "v2" else TFMobileNetV1()
     channels = list(backbone.out_channels)
     extras = []
     for mid, oup in EXTRA_LAYERS:
@@ -189,3 +220,9 @@ def build_ssd_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: 
     """SSD + MobileNetV2 as the TF Object Detection API's ``ssd_mobilenet_v2`` config builds it
     (full 3x3 extras, 1x1 box predictors); see :func:`build_ssdlite_mbv2_tf`."""
     return build_ssdlite_mbv2_tf(spec, num_classes, anchor_reference, lite=False)
+
+
+def build_ssd_mbv1_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
+    """SSD + MobileNetV1 as the TF Object Detection API's ``ssd_mobilenet_v1`` config builds it
+    (TF-slim MobileNetV1, full 3x3 extras, 1x1 box predictors); see :func:`build_ssdlite_mbv2_tf`."""
+    return build_ssdlite_mbv2_tf(spec, num_classes, anchor_reference, lite=False, base="v1")

@@ -13,8 +13,7 @@ from tflite_writer import Graph, folded, randomised, ssd_tflite, write_tflite
 
 from repssd.convert import load_model
 from repssd.convert.__main__ import main as convert_main
-from repssd.convert.tf_graph import tf_names
-from repssd.convert.tflite_model import TFLiteError, convert_tflite, read_tflite, scope_of
+from repssd.convert.tflite_model import TFLiteError, convert_tflite, layout_names, read_tflite, scope_of
 from repssd.models import build_model
 from repssd.postprocess import detect, postprocess_options
 
@@ -26,7 +25,7 @@ POSTPROCESS = {"max_detections": 20, "max_classes_per_detection": 1, "nms_score_
                "w_scale": 5.0, "use_regular_nms": False}
 
 
-@pytest.fixture(scope="module", params=["ssd_mbv2_tf", "ssdlite_mbv2_tf"])
+@pytest.fixture(scope="module", params=["ssd_mbv2_tf", "ssdlite_mbv2_tf", "ssd_mbv1_tf"])
 def source(request):
     return randomised(build_model(request.param, 3, image_size=(160, 128)), seed=1)
 
@@ -61,7 +60,7 @@ def test_a_folded_fp32_export_imports_to_the_same_outputs(source, tmp_path):
     model, config = imported(ssd_tflite(source, tmp_path / "m.tflite"))
     assert config["model"] == source.arch and config["image_size"] == [160, 128]
     assert config["batchnorm"] == "folded" and "fp32" in config["source"]["format"]
-    assert config["source"]["convolutions"] == len(tf_names(lite=source.arch == "ssdlite_mbv2_tf"))
+    assert config["source"]["convolutions"] == len(layout_names(source.arch))
     for ours, theirs in zip(outputs(model), outputs(source)):
         torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
     # the folded BatchNorm is the identity: the kernels are the folded ones, the shift the folded bias
@@ -75,7 +74,7 @@ def test_a_folded_fp32_export_imports_to_the_same_outputs(source, tmp_path):
 def test_fp16_weights_behind_dequantize_are_read_exactly(source, tmp_path):
     model, config = imported(ssd_tflite(source, tmp_path / "m.tflite", fp16=True))
     assert "fp16" in config["source"]["format"]
-    kernel, _ = folded(source, "extras.0.1", "conv" if source.arch == "ssd_mbv2_tf" else "depthwise")
+    kernel, _ = folded(source, "extras.0.1", "depthwise" if source.arch == "ssdlite_mbv2_tf" else "conv")
     expected = torch.from_numpy(kernel.astype(np.float32).astype(np.float16).astype(np.float32))
     assert torch.equal(model.extras[0][1][0].weight, expected)
     loc, conf = outputs(model)
@@ -160,9 +159,15 @@ def _uint8(path: Path) -> Path:
     return write_tflite(path, g.tensors, g.ops, [image], [out])
 
 
-def _mobilenet_v1(path: Path) -> Path:
+def _inception(path: Path) -> Path:
     source = randomised(build_model("ssd_mbv2_tf", 2))
-    rename = {scope: scope.replace("MobilenetV2", "MobilenetV1") for scope, _, _ in tf_names(lite=False)}
+    rename = {scope: scope.replace("MobilenetV2", "InceptionV2") for scope, _, _ in layout_names("ssd_mbv2_tf")}
+    return ssd_tflite(source, path, rename=rename)
+
+
+def _ssdlite_v1(path: Path) -> Path:
+    source = randomised(build_model("ssdlite_mbv2_tf", 2))
+    rename = {scope: scope.replace("MobilenetV2", "MobilenetV1") for scope, _, _ in layout_names("ssdlite_mbv2_tf")}
     return ssd_tflite(source, path, rename=rename)
 
 
@@ -178,7 +183,8 @@ def _truncated(path: Path) -> Path:
     (_truncated, "truncated or corrupt TFLite file"),
     (_classifier, "not a TF Object Detection API SSD"),
     (_uint8, "integer-quantised model"),
-    (_mobilenet_v1, "feature extractor MobilenetV1"),
+    (_inception, "SSD on feature extractor InceptionV2; repssd imports SSDLite on MobilenetV2, SSD on"),
+    (_ssdlite_v1, "SSDLite on feature extractor MobilenetV1"),
 ])
 def test_bad_files_are_one_line_naming_the_file(tmp_path, capsys, make, message):
     path = make(tmp_path / "bad.tflite")
