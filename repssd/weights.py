@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in opts.names or list(WEIGHTS):
         try:
             out = install_named(name, opts.root, opts.cache)
-        except (FetchError, RuntimeError, OSError) as err:
+        except (RuntimeError, OSError) as err:  # FetchError is a RuntimeError
             failed.append(f"{name} ({err})")
             continue
         print(f"repssd.weights: {name}: {WEIGHTS[name][0]} in {out}")
