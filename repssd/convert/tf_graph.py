@@ -23,7 +23,7 @@ from ..models.mobilenet_tf import EXTRA_LAYERS, MBV1_BLOCKS, MBV2_BLOCKS
 from .checkpoints import WeightsError
 
 __all__ = ["TFGraphError", "read_graph", "convert_graph", "write_checkpoint", "tf_names", "box_order", "read_labels",
-           "GRAPH_DEFAULTS"]
+           "mismatch", "load_mapped", "GRAPH_DEFAULTS"]
 
 WEIGHT_SUFFIXES = ("weights", "depthwise_weights", "biases", "gamma", "beta", "moving_mean", "moving_variance")
 BN_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -157,13 +157,29 @@ def map_weights(graph: Graph, expected: dict[str, Tensor]) -> dict[str, Tensor]:
         if state[key].shape != expected[key].shape:
             shapes.append(f"{name} {tuple(value.shape)}")
     if missing or left or shapes:
-        parts = [f"{label} ({len(items)}): {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
-                 for label, items in (("missing tensors", missing), ("tensors left over", left),
-                                      ("tensors of other shapes", shapes)) if items]
-        raise TFGraphError(f"{graph.path}: not the SSDLite + MobileNetV2 layout of ssdlite_mbv2_tf: {'; '.join(parts)}")
+        raise TFGraphError(f"{graph.path}: not the SSDLite + MobileNetV2 layout of ssdlite_mbv2_tf: "
+                           f"{mismatch('tensors', missing, left, shapes)}")
     for key in [k for k in state if re.fullmatch(r"head\.loc\.\d+\.1\.(weight|bias)", k)]:  # the 1x1 convs
         state[key] = state[key][box_order(state[key].shape[0] // 4)]
     return state
+
+
+def mismatch(noun: str, missing: list[str], left: list[str], shapes: list[str]) -> str:
+    """``missing tensors (2): a, b; tensors left over (1): c`` (4 named of each)."""
+    parts = [f"{label} ({len(items)}): {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+             for label, items in ((f"missing {noun}", missing), (f"{noun} left over", left),
+                                  (f"{noun} of other shapes", shapes)) if items]
+    return "; ".join(parts)
+
+
+def load_mapped(model: torch.nn.Module, state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Load an importer's ``state`` into ``model`` -> the model's full state_dict (BatchNorm's
+    num_batches_tracked counters come from the model); anything else left unfilled is a mapping bug."""
+    result = model.load_state_dict(state, strict=False)
+    unfilled = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")] + result.unexpected_keys
+    if unfilled:  # a mapping bug, not a user error
+        raise AssertionError(f"the {source} mapping leaves {', '.join(unfilled[:4])} unfilled")
+    return model.state_dict()
 
 
 def postprocessing(graph: Graph) -> dict:
@@ -197,9 +213,11 @@ def _num_classes(graph: Graph) -> int:
     return bias.shape[0] // 3
 
 
-def read_labels(text: str, num_classes: int) -> list[str]:
+def read_labels(text: str | None, num_classes: int) -> list[str]:
     """Class names for labels 1..C-1 from a TF label map (``item { id: 1 display_name: "person" }``)
-    or a plain list (one name per line, background excluded)."""
+    or a plain list (one name per line, background excluded); ``class1`` ... without ``text``."""
+    if text is None:
+        return [f"class{k}" for k in range(1, num_classes)]
     if "item" in text and "id" in text:
         ids = {int(m[1]): m[2] or m[3] for m in re.finditer(
             r"item\s*\{[^}]*?id:\s*(\d+)[^}]*?(?:display_name:\s*[\"']([^\"']*)[\"']|name:\s*[\"']([^\"']*)[\"'])",
@@ -218,12 +236,8 @@ def convert_graph(path: str | Path, labels: str | None = None) -> tuple[dict[str
     post = postprocessing(graph)
     image_size = post.pop("image_size")
     model = build_model("ssdlite_mbv2_tf", num_classes, image_size=tuple(image_size))
-    result = model.load_state_dict(map_weights(graph, model.state_dict()), strict=False)
-    unfilled = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")] + result.unexpected_keys
-    if unfilled:  # a mapping bug, not a user error
-        raise AssertionError(f"the TF mapping leaves {', '.join(unfilled[:4])} unfilled")
-    full = model.state_dict()  # BatchNorm's num_batches_tracked counters come from the model
-    names = read_labels(labels, num_classes) if labels is not None else [f"class{k}" for k in range(1, num_classes)]
+    full = load_mapped(model, map_weights(graph, model.state_dict()), "TF")
+    names = read_labels(labels, num_classes)
     config = {"model": "ssdlite_mbv2_tf", "class_names": names, "image_size": list(image_size), "postprocess": post,
               "source": {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
                          "format": "TF Object Detection API frozen graph", "tensors": len(graph.weights())}}

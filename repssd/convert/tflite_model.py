@@ -38,7 +38,7 @@ from torch import Tensor
 from ..models import build_model
 from ..models.mobilenet_tf import BN_EPS
 from .checkpoints import WeightsError
-from .tf_graph import GRAPH_DEFAULTS, box_order, read_labels, tf_names
+from .tf_graph import GRAPH_DEFAULTS, box_order, load_mapped, mismatch, read_labels, tf_names
 
 __all__ = ["TFLiteError", "TFLiteGraph", "read_tflite", "convert_tflite", "select_classes", "layout_names",
            "POSTPROCESS_OP", "LAYOUTS"]
@@ -261,10 +261,7 @@ def map_weights(graph: TFLiteGraph, convs: dict, arch: str, expected: dict[str, 
                           f"{prefix}.1.running_mean": torch.zeros(channels),
                           f"{prefix}.1.running_var": torch.ones(channels)})
     if missing or left or shapes:
-        parts = [f"{label} ({len(items)}): {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
-                 for label, items in (("missing convolutions", missing), ("convolutions left over", left),
-                                      ("convolutions of other shapes", shapes)) if items]
-        raise TFLiteError(f"{graph.path}: not the {arch} layout: {'; '.join(parts)}")
+        raise TFLiteError(f"{graph.path}: not the {arch} layout: {mismatch('convolutions', missing, left, shapes)}")
     return state
 
 
@@ -276,9 +273,7 @@ def postprocessing(graph: TFLiteGraph, priors: Tensor) -> tuple[dict, str]:
     """(post-processing options, where they come from): a ``TFLite_Detection_PostProcess`` op's
     options and anchors (checked against ``priors``, repssd's (cx, cy, w, h)), else the TF Object
     Detection API defaults."""
-    post = {"score": GRAPH_DEFAULTS["score"], "nms_thresh": GRAPH_DEFAULTS["nms_thresh"],
-            "conf_thresh": GRAPH_DEFAULTS["conf_thresh"], "top_k": GRAPH_DEFAULTS["top_k"],
-            "candidates": None, "clip": "after"}
+    post = {**{k: v for k, v in GRAPH_DEFAULTS.items() if k != "image_size"}, "candidates": None, "clip": "after"}
     op = _postprocess_op(graph)
     if op is None:
         return post, f"TF Object Detection API defaults (the file has no {POSTPROCESS_OP} op)"
@@ -362,13 +357,8 @@ def convert_tflite(path: str | Path, labels: str | None = None,
     model = build_model(arch, num_classes, image_size=(width, height))
     _check_anchor_counts(graph, model, convs, arch)
     post, post_source = postprocessing(graph, model.priors)
-    state = map_weights(graph, convs, arch, model.state_dict())
-    result = model.load_state_dict(state, strict=False)
-    unfilled = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")] + result.unexpected_keys
-    if unfilled:  # a mapping bug, not a user error
-        raise AssertionError(f"the TFLite mapping leaves {', '.join(unfilled[:4])} unfilled")
-    state = model.state_dict()
-    names = read_labels(labels, num_classes) if labels is not None else [f"class{k}" for k in range(1, num_classes)]
+    state = load_mapped(model, map_weights(graph, convs, arch, model.state_dict()), "TFLite")
+    names = read_labels(labels, num_classes)
     if classes:
         if post["score"] != "sigmoid":  # a softmax over fewer columns changes every score
             raise TFLiteError(f"{graph.path}: the model scores with {post['score']}; keeping some classes is exact "

@@ -189,8 +189,9 @@ class Trainer:
         if c.base_weights:
             load_weights(self.model, c.base_weights)
         if c.weights:
-            self._load_finetune(Path(c.weights))
-            self.postprocess = self._finetune_postprocess(Path(c.weights))
+            saved = config_beside(Path(c.weights))  # the config saved with the weights (imported or trained)
+            self._load_finetune(Path(c.weights), saved)
+            self.postprocess = self._finetune_postprocess(saved)
         self.model.to(self.device)
         self._set_frozen(c.freeze)
         # L2-SP's and WiSE-FT's anchor: the model as it starts (a resumed run reloads the same weights first)
@@ -212,12 +213,13 @@ class Trainer:
                               f"{self.device.type}); drop it for CPU/gloo runs")
         self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
 
-    def _load_finetune(self, path: Path) -> None:
-        """SSD weights to fine-tune from; classification heads of another class count are re-initialised."""
-        state, fmt = read_weights(path)
-        if config_beside(path).get("batchnorm") == "folded" and not self.config.freeze_bn:
+    def _load_finetune(self, path: Path, saved: dict) -> None:
+        """SSD weights to fine-tune from (``saved``: the config beside them); classification heads of
+        another class count are re-initialised."""
+        if saved.get("batchnorm") == "folded" and not self.config.freeze_bn:
             raise ConfigError(f"{path}: BatchNorm is folded into these weights' convolutions (a TFLite import), and "
                               "batch statistics would renormalise every layer: fine-tune them with --freeze-bn")
+        state, fmt = read_weights(path)
         own = self.model.state_dict()
         heads = [k for k in state if k.startswith("head.conf.") and k in own and state[k].shape != own[k].shape]
         if heads:
@@ -231,10 +233,10 @@ class Trainer:
             raise WeightsError(f"{path}: {fmt} weights do not fit {self.config.model} "
                                f"({str(err).splitlines()[0]})") from None
 
-    def _finetune_postprocess(self, path: Path) -> dict:
-        """The post-processing of the weights fine-tuned from (e.g. an imported graph's NMS 0.6 and
-        100 detections), with softmax scores: repssd's confidence loss is a softmax cross-entropy."""
-        saved = config_beside(path)
+    def _finetune_postprocess(self, saved: dict) -> dict:
+        """The post-processing of the weights fine-tuned from (``saved``: their config; e.g. an imported
+        graph's NMS 0.6 and 100 detections), with softmax scores: repssd's confidence loss is a softmax
+        cross-entropy."""
         return postprocess_options(saved, score="softmax") if saved.get("postprocess") else postprocess_options()
 
     def _set_frozen(self, freeze: str) -> None:

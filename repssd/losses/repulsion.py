@@ -44,9 +44,11 @@ class RepGTLoss(LossTerm):
     the detached prediction (``repgt_target="pred"``), as bailvwangzi/repulsion_loss_ssd trains
     SSD; weight 2, chosen from both regimes (issue 26): of the weights no worse than multibox from
     scratch (1 and 2; 5 costs 0.063 mAP there), the best on crowd AP when fine-tuning the imported
-    person detector on real crowd frames. Fine-tuning alone: weight 5 (``--loss-weights repgt=5``). The paper's literal setting is ``repgt_sigma=1, repgt_target="prior"`` at weight
-    alpha = 0.5 (``--loss-options repgt_sigma=1,repgt_target=prior --loss-weights repgt=0.5``):
-    unbounded, it breaks from-scratch training (measured in the README).
+    SSDLite person detector on real crowd frames, where weight 5 does better still
+    (``--loss-weights repgt=5``); on the OpenImages SSD-MobileNetV2 no weight helps
+    (docs/results_second_base.md). The paper's literal setting is ``repgt_sigma=1,
+    repgt_target="prior"`` at weight alpha = 0.5 (``--loss-options repgt_sigma=1,repgt_target=prior
+    --loss-weights repgt=0.5``): unbounded, it breaks from-scratch training (measured in the README).
 
     Options:
         repgt_target: ``"pred"``: G_Rep is the other GT of highest IoU with the detached

@@ -40,7 +40,8 @@ MODELS: dict[str, tuple[Callable[..., SSD], str]] = {
     "ssd_mbv2_tf": (build_ssd_mbv2_tf, "tf_ssd_anchors"),
     "ssd_mbv1_tf": (build_ssd_mbv1_tf, "tf_ssd_anchors"),
 }
-TF_MODELS = ("ssdlite_mbv2_tf", "ssd_mbv2_tf", "ssd_mbv1_tf")  # the TF layouts: any input size, --anchor-reference
+# the TF layouts (priors from TF's grid anchor generator): any input size, --anchor-reference
+TF_MODELS = tuple(name for name, (_, spec) in MODELS.items() if spec == "tf_ssd_anchors")
 
 
 def build_model(name: str, num_classes: int, spec: PriorSpec | GridAnchorSpec | str | None = None,

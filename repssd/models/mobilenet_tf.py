@@ -40,8 +40,8 @@ from torch import Tensor, nn
 from ..priors import GridAnchorSpec
 from .ssd import SSD, Normalize, SSDHead
 
-__all__ = ["SamePadConv2d", "TFMobileNetV1", "TFMobileNetV2", "build_ssdlite_mbv2_tf", "build_ssd_mbv2_tf",
-           "build_ssd_mbv1_tf", "MBV1_BLOCKS", "MBV2_BLOCKS", "EXTRA_LAYERS", "TF_MEAN", "TF_STD", "BN_EPS"]
+__all__ = ["SamePadConv2d", "TFMobileNetV1", "TFMobileNetV2", "build_tf_ssd", "build_ssdlite_mbv2_tf",
+           "build_ssd_mbv2_tf", "build_ssd_mbv1_tf", "MBV1_BLOCKS", "MBV2_BLOCKS", "EXTRA_LAYERS", "TF_MEAN", "TF_STD", "BN_EPS"]
 
 TF_MEAN, TF_STD = (127.5, 127.5, 127.5), 127.5  # x * (2 / 255) - 1, the graph's Preprocessor
 BN_EPS = 1e-3
@@ -187,10 +187,27 @@ def _meta_forward(module: nn.Module, x: Tensor):
         module.train(was_training)
 
 
-def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None,
-                          lite: bool = True, base: str = "v2") -> SSD:
-    """SSDLite + MobileNetV2 (``lite=False``: SSD + MobileNetV2) as the TF Object Detection API
-    builds it, on ``spec``'s input size.
+def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
+    """SSDLite + MobileNetV2 as the TF Object Detection API builds it; see :func:`build_tf_ssd`."""
+    return build_tf_ssd(spec, num_classes, anchor_reference, lite=True, base="v2")
+
+
+def build_ssd_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
+    """SSD + MobileNetV2 as the TF Object Detection API's ``ssd_mobilenet_v2`` config builds it
+    (full 3x3 extras, 1x1 box predictors); see :func:`build_tf_ssd`."""
+    return build_tf_ssd(spec, num_classes, anchor_reference, lite=False, base="v2")
+
+
+def build_ssd_mbv1_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
+    """SSD + MobileNetV1 as the TF Object Detection API's ``ssd_mobilenet_v1`` config builds it
+    (TF-slim MobileNetV1, full 3x3 extras, 1x1 box predictors); see :func:`build_tf_ssd`."""
+    return build_tf_ssd(spec, num_classes, anchor_reference, lite=False, base="v1")
+
+
+def build_tf_ssd(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None,
+                 lite: bool = True, base: str = "v2") -> SSD:
+    """An SSD (``lite``: SSDLite heads and extras) on TF-slim MobileNet ``base`` (``v1``/``v2``) as the
+    TF Object Detection API builds it, on ``spec``'s input size.
 
     ``spec.feature_maps`` is ignored and replaced by the grid sizes this network has at
     ``spec.image_size``, so any input size gives matching priors. ``anchor_reference`` (e.g. 300)
@@ -214,15 +231,3 @@ def build_ssdlite_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_referen
     head = SSDHead([_predictor(c, a * 4, lite) for c, a in zip(channels, anchors)],
                    [_predictor(c, a * num_classes, lite) for c, a in zip(channels, anchors)], num_classes)
     return SSD(backbone, list(extras), head, spec, Normalize(TF_MEAN, TF_STD))
-
-
-def build_ssd_mbv2_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
-    """SSD + MobileNetV2 as the TF Object Detection API's ``ssd_mobilenet_v2`` config builds it
-    (full 3x3 extras, 1x1 box predictors); see :func:`build_ssdlite_mbv2_tf`."""
-    return build_ssdlite_mbv2_tf(spec, num_classes, anchor_reference, lite=False)
-
-
-def build_ssd_mbv1_tf(spec: GridAnchorSpec, num_classes: int, anchor_reference: float | None = None) -> SSD:
-    """SSD + MobileNetV1 as the TF Object Detection API's ``ssd_mobilenet_v1`` config builds it
-    (TF-slim MobileNetV1, full 3x3 extras, 1x1 box predictors); see :func:`build_ssdlite_mbv2_tf`."""
-    return build_ssdlite_mbv2_tf(spec, num_classes, anchor_reference, lite=False, base="v1")
