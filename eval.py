@@ -28,11 +28,11 @@ from repssd.data import DatasetError, SSDTestTransform
 from repssd.data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from repssd.eval import METRICS, DetectionEvaluator, format_table, write_report
 from repssd.eval.errors import analyse, format_errors, write_errors
-from repssd.eval.inference import (candidate_options, ground_truth_of, image_ids, predict_dataset,
-                                   predict_sliced, predict_with_candidates)
+from repssd.eval.inference import (ground_truth_of, image_ids, predict_dataset, predict_sliced,
+                                   predict_with_candidates)
 from repssd.models import MODELS, size_option
 from repssd.options import NON_NEGATIVE, POSITIVE, bad_device, bad_option
-from repssd.postprocess import SCORES, postprocess_options
+from repssd.postprocess import SCORES, candidate_options, postprocess_options
 from repssd.slicing.options import add_slicing_arguments, slicing_from_args
 
 

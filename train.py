@@ -15,11 +15,10 @@ from repssd.convert import WeightsError
 from repssd.data import DatasetError
 from repssd.engine.config import ConfigError, parse_config
 from repssd.engine.distributed import cleanup
+from repssd.engine.trainer import Trainer, TrainingError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repssd.engine.trainer import Trainer, TrainingError
-
     try:
         config = parse_config(argv)
         trainer = Trainer(config)

@@ -53,16 +53,19 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import torch
+from tensorboard.compat.proto import graph_pb2  # the compiled protos repssd's importer uses
 from torchvision.models.detection import ssd300_vgg16
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import median_times  # noqa: E402
-from repssd.convert import from_torchvision  # noqa: E402
+from repssd.convert import from_torchvision, load_model  # noqa: E402
+from repssd.convert.tf_graph import box_order  # noqa: E402
 from repssd.export import ExportModule, export_onnx  # noqa: E402
-from repssd.models import build_model  # noqa: E402
+from repssd.models import SSDHead, build_model  # noqa: E402
 from repssd.models.fuse import for_inference, fuse_conv_bn  # noqa: E402
 from repssd.postprocess import detect  # noqa: E402
 
@@ -147,9 +150,6 @@ def opencv_network(pb: Path, threads: int, num_sources: int):
     (what the graph's Preprocessor makes of it) and only the ancestors of the head outputs are
     kept: everything OpenCV fails on (anchor generator, decoding, NMS) is outside them.
     """
-    import cv2
-    from tensorboard.compat.proto import graph_pb2  # the compiled protos repssd's importer uses
-
     graph = graph_pb2.GraphDef()
     graph.ParseFromString(pb.read_bytes())
     nodes = {node.name: node for node in graph.node}
@@ -179,10 +179,7 @@ def opencv_network(pb: Path, threads: int, num_sources: int):
 def tf_to_repssd(maps: list[np.ndarray], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """OpenCV's per-source NCHW head maps -> repssd's (loc, conf): TF's (ty, tx, th, tw) box
     channels per anchor reordered to (tx, ty, tw, th), laid out (source, y, x, anchor)."""
-    from repssd.convert.tf_graph import _box_order
-    from repssd.models import SSDHead
-
-    loc = [torch.from_numpy(m)[:, _box_order(m.shape[1] // 4)] for m in maps[0::2]]
+    loc = [torch.from_numpy(m)[:, box_order(m.shape[1] // 4)] for m in maps[0::2]]
     conf = [torch.from_numpy(m) for m in maps[1::2]]
     return SSDHead._flatten(loc, 4), SSDHead._flatten(conf, num_classes)
 
@@ -192,15 +189,11 @@ def bench_tf_graph(opts) -> None:
     pb, looked = find_graph(opts.graph)
     missing = [what for what, path in (("weights", opts.tf_weights), ("frozen graph", pb))
                if path is None or not Path(path).is_file()]
-    if importlib.util.find_spec("cv2") is None:
-        missing.append("OpenCV (pip install opencv-python-headless)")
     if missing:
         print(f"\n{title}: skipped, no {' and no '.join(missing)} "
               f"(weights: {opts.tf_weights}; graph: {looked}). `python -m repssd.weights` (make weights) fetches "
               f"the graph into ~/.cache/repssd and converts it; or pass --graph/--tf-weights, or set ${GRAPH_ENV}.")
         return
-    import cv2
-    from repssd.convert import load_model
 
     model, _ = load_model(opts.tf_weights)
     model.eval()
@@ -278,9 +271,7 @@ def bench_tflite(opts) -> None:
         print(f"\n{title}: skipped, no {' and no '.join(missing)} (weights: {opts.tflite_weights}; file: "
               f"{opts.tflite}). `python -m repssd.weights oidv4_ssd_mbv2` fetches and converts it.")
         return
-    from ai_edge_litert.interpreter import Interpreter
-
-    from repssd.convert import load_model
+    from ai_edge_litert.interpreter import Interpreter  # optional: a dev dependency
 
     model, _ = load_model(opts.tflite_weights)
     fast = for_inference(model)

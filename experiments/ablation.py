@@ -44,20 +44,26 @@ import gzip
 import json
 import shutil
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from repssd.convert import load_model
 from repssd.data import SSDTestTransform
 from repssd.data.factory import class_names, open_dataset, parse_data_options
+from repssd.data.synthetic import generate as make_synthetic
 from repssd.engine.config import ConfigError, TrainConfig, parse_options
+from repssd.engine.trainer import Trainer
 from repssd.eval import DetectionEvaluator
 from repssd.eval.bootstrap import Outcomes, detection_outcomes
 from repssd.eval.errors import analyse, image_counts
 from repssd.eval.inference import ground_truth_of, image_ids, predict_dataset, predict_sliced, predict_with_candidates
 from repssd.losses import build_criterion, parse_weights
+from repssd.models import size_option
+from repssd.postprocess import postprocess_options
+from repssd.slicing import Slicing
 
 from .report import compare_final, markdown, plot, select_finalists, summarise
 
@@ -118,8 +124,6 @@ def run_dir(out: Path, cell: str, seed: int) -> Path:
 def run_one(config: dict, cell: str, seed: int, out: Path, train: dict):
     """Train (or resume) one run with the training options ``train``; returns the trained
     :class:`~repssd.engine.trainer.Trainer` (None when the run had finished before)."""
-    from repssd.engine.trainer import Trainer
-
     folder = run_dir(out, cell, seed)
     options = {k: v for k, v in config["cells"][cell].items() if k != "no_training"}
     train = TrainConfig(**{**train, **options, "seed": seed, "output_dir": str(folder), "resume": "auto",
@@ -198,8 +202,6 @@ def nms_sweep(config: dict, cell: str, seed: int, out: Path, split: str, train: 
     ``<kind>_<split>.json``): mAP, crowd mAP, person AP and MR^-2 per value. ``kind`` ``"nms"``:
     NMS IoU thresholds; ``"merge"``: the tile merges of a sliced evaluation set (nms, greedy-nmm,
     crowd; the merge threshold follows each one's default)."""
-    from dataclasses import replace
-
     folder = run_dir(out, cell, seed)
     done = folder / f"{kind}_{split}.json"
     if done.exists() or _scored_before(config, cell, seed, out, done.name):
@@ -243,8 +245,6 @@ def _scored(config: dict, cell: str, seed: int, out: Path, split: str, train: di
 
 def evaluation_slicing(config: dict, split: str):
     """The :class:`repssd.slicing.Slicing` an evaluation set asks for (its ``slicing`` entry), or None."""
-    from repssd.slicing import Slicing
-
     spec = ((config.get("evaluations") or {}).get(split) or {}).get("slicing")
     return None if spec is None else Slicing(**spec)
 
@@ -253,9 +253,6 @@ def evaluation_set(config: dict, split: str, train: dict, model, weights: Path):
     """(model, dataset) of the evaluation ``split``: a named entry of ``config["evaluations"]`` (its
     own data; with an ``image_size``, the same ``weights`` loaded at that input size), else that
     split of the training data, with the training data's options less the training-only ones."""
-    from repssd.convert import load_model
-    from repssd.models import size_option
-
     spec = (config.get("evaluations") or {}).get(split)
     if spec is None:
         spec = {"dataset": train.get("dataset", "synthetic"), "data_root": train.get("data_root", "data/synthetic"),
@@ -271,9 +268,6 @@ def evaluation_set(config: dict, split: str, train: dict, model, weights: Path):
 def _trained_model(config: dict, cell: str, seed: int, out: Path, train: dict):
     """(the run's model, its post-processing options): trained (or resumed) here, read back when
     it had finished before, or the starting weights themselves for a ``no_training`` cell."""
-    from repssd.convert import load_model
-    from repssd.postprocess import postprocess_options
-
     folder = run_dir(out, cell, seed)
     options = {**train, **config["cells"][cell]}
     if options.get("no_training"):
@@ -319,9 +313,8 @@ def ensure_data(config: dict) -> None:
     generate = dict(config.get("generate") or {})
     root = Path(generate.pop("root", config["train"].get("data_root", "data/synthetic")))
     if generate and not (root / "ImageSets").exists():
-        from repssd.data.synthetic import generate as make
         print(f"generating the synthetic crowd set in {root} ...")
-        make(root, **generate)
+        make_synthetic(root, **generate)
 
 
 def _stage(config: dict, cells: list[str], seeds: list[int], split: str, out: Path, train: dict) -> list[dict]:

@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from repssd.boxes import box_iou, pairwise_iog
 from repssd.eval import voc
@@ -55,8 +56,6 @@ def rebuild(records: list[dict], label: int = 1) -> tuple[list[dict], list[dict]
 
 def overlaps(records: list[dict], score_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """IoU with their own person and largest IoG with another of the true positives at ``score_threshold``."""
-    import torch
-
     ious, iogs = [], []
     for record in records:
         people = [g for g in record["ground_truth"] if not g["ignore"]]

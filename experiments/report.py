@@ -4,7 +4,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from repssd.eval.bootstrap import paired_bootstrap, paired_count_bootstrap
 
@@ -201,10 +205,6 @@ def markdown(results: dict, title: str) -> str:
 
 def plot(results: dict, path: Path) -> None:
     """ablation.png: mAP and crowd mAP per cell (bars: one standard deviation), one panel a stage."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     stages = list(results["stages"].items())
     fig, axes = plt.subplots(1, len(stages), figsize=(max(6.0, 0.9 * max(len(s["table"]) for _, s in stages) + 2)
                                                       * len(stages), 4.5), squeeze=False)

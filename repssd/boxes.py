@@ -1,4 +1,4 @@
-"""Box formats, pairwise IoU and IoG.
+"""Box formats, pairwise IoU and IoG, and which boxes of an image overlap another (the crowd subset).
 
 Boxes are ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2`` (xyxy) unless the name says
 ``cxcywh`` (centre x, centre y, width, height). Leading batch dimensions are allowed where a
@@ -6,6 +6,7 @@ docstring says ``[..., 4]``. Symbols: N and M are box counts.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.ops import box_convert
@@ -18,6 +19,7 @@ __all__ = [
     "box_iog",
     "pairwise_iog",
     "clip_boxes",
+    "crowd_mask",
 ]
 
 
@@ -110,3 +112,23 @@ def clip_boxes(boxes: Tensor, width: float = 1.0, height: float = 1.0) -> Tensor
     x = boxes[..., 0::2].clamp(0, width)
     y = boxes[..., 1::2].clamp(0, height)
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+
+
+def crowd_mask(gt_boxes: Tensor | np.ndarray, gt_labels: Tensor | np.ndarray, iou_threshold: float = 0.1) -> Tensor:
+    """Which ground-truth objects of one image are in a crowd: the crowd subset of the Repulsion Loss
+    paper (Table 5), which :mod:`repssd.eval.crowd` scores and ``python -m repssd.data.stats`` counts.
+
+    Args:
+        gt_boxes (Tensor[G, 4]): xyxy boxes of all GT of the image (difficult ones included).
+        gt_labels (Tensor[G]): their classes.
+        iou_threshold: an object is crowd when its IoU with another object of the same class
+            exceeds this (0.1 in the paper).
+
+    Returns:
+        Tensor[G] bool.
+    """
+    boxes = torch.as_tensor(gt_boxes, dtype=torch.float64).reshape(-1, 4)
+    labels = torch.as_tensor(gt_labels).reshape(-1)
+    iou = box_iou(boxes, boxes)  # [G,G]
+    same = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~torch.eye(len(labels), dtype=torch.bool)  # [G,G]
+    return ((iou > iou_threshold) & same).any(dim=1)

@@ -20,8 +20,14 @@ from pathlib import Path
 
 import cv2
 
+import eval as eval_cli  # the repository's CLIs (eval.py, train.py at its root): the demo runs from there
+import train as train_cli
+
+from .convert import load_model
 from .data.factory import open_dataset
 from .data.synthetic import generate
+from .detector import Detector
+from .visualize import draw_detections
 
 # the CPU-sized recipe (experiments/synthetic_crowd.yaml uses the same)
 RECIPE = ["--model", "mb1_ssdlite", "--width-mult", "0.5", "--dataset", "synthetic", "--train-split", "train",
@@ -34,10 +40,6 @@ REGENERATE = "python -m repssd.demo --loss multibox --out runs/demo_multibox --w
 
 def draw_examples(weights: Path, data: Path, out: Path, count: int = 4) -> list[Path]:
     """Annotated copies of the first ``count`` test images, detections above 0.3."""
-    from .convert import load_model
-    from .detector import Detector
-    from .visualize import draw_detections
-
     model, config = load_model(weights)
     dataset = open_dataset("synthetic", data, "test")
     detector = Detector(model, conf_thresh=0.3, top_k=50)
@@ -70,9 +72,6 @@ def closing_table(summary: dict, reference_file: Path = REFERENCE) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import eval as eval_cli  # the repository's CLIs, run from its root
-    import train as train_cli
-
     parser = argparse.ArgumentParser(prog="python -m repssd.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")

@@ -25,7 +25,10 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from .coder import decode
-from .postprocess import rank_in_group
+from .convert import WeightsError, load_model
+from .models import MODELS
+from .options import POSITIVE, bad_option, bad_output
+from .postprocess import postprocess_options, rank_in_group
 
 __all__ = ["ExportModule", "export_onnx", "select_nms"]
 
@@ -112,11 +115,6 @@ OPSETS = (11, 20)  # the TorchScript exporter's range that holds every operator 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .convert import WeightsError, load_model
-    from .postprocess import postprocess_options
-    from .options import POSITIVE, bad_option, bad_output
-    from .models import MODELS
-
     parser = argparse.ArgumentParser(prog="python -m repssd.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", required=True, type=Path)

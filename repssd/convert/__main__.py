@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .checkpoints import WeightsError
 from .tf_graph import convert_graph, write_checkpoint
+from .tflite_model import convert_tflite
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         if opts.out.suffix != ".pth":  # before the work
             raise WeightsError(f"{opts.out}: the checkpoint name must end in .pth")
         if opts.command == "tflite":
-            from .tflite_model import convert_tflite
-
             classes = [c.strip() for c in opts.classes.split(",") if c.strip()] if opts.classes else None
             state, config = convert_tflite(opts.graph, labels, classes)
         else:

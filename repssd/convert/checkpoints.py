@@ -34,6 +34,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..models import MODELS, build_model
+from ..priors import get_spec
+
 __all__ = ["WeightsError", "load_weights", "read_weights", "convert_state_dict", "detect_format",
            "infer_num_classes", "from_torchvision", "load_model", "mismatch_report",
            "config_beside", "BASE_FORMATS"]
@@ -213,9 +216,6 @@ def load_model(path: str | Path, name: str | None = None, spec: str | None = Non
     Returns:
         (model in eval mode, the training config beside the checkpoint or ``{}``).
     """
-    from ..models import MODELS, build_model
-    from ..priors import get_spec
-
     path = Path(path)
     state, fmt = read_weights(path)
     if fmt in BASE_FORMATS:
@@ -268,9 +268,6 @@ def infer_num_classes(state_dict: StateDict, boxes_per_location: tuple[int, ...]
 def from_torchvision(state_dict: StateDict) -> nn.Module:
     """A repssd ``ssd300_vgg16`` with ``ssd300_torchvision`` priors (torchvision's
     DefaultBoxGenerator) holding the weights of a torchvision ``ssd300_vgg16`` ``state_dict``."""
-    from ..models import build_model
-    from ..priors import get_spec
-
     state, fmt = convert_state_dict(state_dict)
     if fmt != "torchvision":
         raise WeightsError(f"expected torchvision ssd300_vgg16 weights, got the {fmt} layout")

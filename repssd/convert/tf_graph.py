@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from google.protobuf.message import DecodeError
+from tensorboard.compat.proto import graph_pb2
+from tensorboard.util import tensor_util
 from torch import Tensor
 
 from ..models import build_model
@@ -55,10 +58,6 @@ class Graph:
 def read_graph(path: str | Path) -> Graph:
     """Parse a frozen GraphDef -> :class:`Graph`; :class:`TFGraphError` naming the file if it is
     missing, truncated or not a graph."""
-    from google.protobuf.message import DecodeError
-    from tensorboard.compat.proto import graph_pb2
-    from tensorboard.util import tensor_util
-
     path = Path(path)
     if not path.is_file():
         raise TFGraphError(f"{path}: no such graph file")

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tflite
 import torch
+from flatbuffers import flexbuffers
 from torch import Tensor
 
 from ..models import build_model
@@ -101,16 +103,12 @@ class TFLiteGraph:
 
 
 def _operator_names() -> dict[int, str]:
-    import tflite
-
     return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 def read_tflite(path: str | Path) -> TFLiteGraph:
     """Parse a TFLite flatbuffer -> :class:`TFLiteGraph`; :class:`TFLiteError` naming the file if it
     is missing, not a TFLite model, truncated, or holds no subgraph."""
-    import tflite
-
     path = Path(path)
     if not path.is_file():
         raise TFLiteError(f"{path}: no such TFLite file")
@@ -277,8 +275,6 @@ def postprocessing(graph: TFLiteGraph, priors: Tensor) -> tuple[dict, str]:
     op = _postprocess_op(graph)
     if op is None:
         return post, f"TF Object Detection API defaults (the file has no {POSTPROCESS_OP} op)"
-    from flatbuffers import flexbuffers
-
     try:
         options = flexbuffers.Loads(op.options) if op.options else {}
     except Exception as err:  # flexbuffers raises many kinds on corrupt bytes

@@ -31,8 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ..boxes import box_iou
-from ..eval.crowd import crowd_mask
+from ..boxes import box_iou, crowd_mask
 from ..inputs import InputError
 from .base import DatasetError, DetectionDataset, Record
 from .coco import COCODetection

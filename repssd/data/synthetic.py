@@ -45,6 +45,8 @@ from xml.sax.saxutils import escape
 import cv2
 import numpy as np
 
+from ..options import bad_output
+
 __all__ = ["CLASSES", "COCO_CATEGORY_IDS", "Scene", "render_scene", "generate"]
 
 CLASSES = ("person", "car")
@@ -299,7 +301,6 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[opts.preset]
     opts.size = preset["size"] if opts.size is None else opts.size
     opts.density = preset["density"] if opts.density is None else opts.density
-    from ..options import bad_output
     problem = bad_output(opts.out, "--out")
     if problem:
         print(f"repssd.data.synthetic: {problem}", file=sys.stderr)

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..options import parse_tile_size
+
 __all__ = ["SSDTrainTransform", "SSDTestTransform", "TileCrop", "parse_tile_crop", "FLAG_KEYS", "resize",
            "photometric_distort", "sample_patch", "CROP_OPTIONS"]
 
@@ -200,7 +202,6 @@ def parse_tile_crop(text: str, auto_size: tuple[int, int] | None = None) -> Tile
     ValueError names the bad part."""
     if not text.strip():
         return None
-    from ..slicing.geometry import parse_tile_size
     options: dict = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")

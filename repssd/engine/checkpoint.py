@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..convert import WeightsError
+
 __all__ = ["save_checkpoint", "load_checkpoint", "find_resume", "resume_state", "iteration_checkpoints",
            "remove_stale_temporaries", "rng_state", "set_rng_state"]
 
@@ -57,7 +59,6 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint written by :func:`save_checkpoint` (``weights_only=True``: tensors, numbers,
     strings and containers only)."""
-    from ..convert import WeightsError
     if not path.is_file():
         raise WeightsError(f"{path}: no such checkpoint")
     try:
@@ -98,7 +99,6 @@ def resume_state(resume: str | None, output_dir: Path) -> tuple[dict | None, Pat
     a fresh start. ``auto`` falls back from an unreadable ``last.pth`` to the newest intact
     ``iter_N.pth`` and says so; an unreadable explicit path is a ``WeightsError`` naming the newest
     intact ``iter_N.pth`` beside it."""
-    from ..convert import WeightsError
     first = find_resume(resume, output_dir)
     if first is None:
         return None, None, None
@@ -119,7 +119,6 @@ def resume_state(resume: str | None, output_dir: Path) -> tuple[dict | None, Pat
 
 def _first_intact(paths: list[Path]) -> tuple[dict | None, Path | None, list[str]]:
     """(state, path) of the first of ``paths`` that loads, and why the ones before it did not."""
-    from ..convert import WeightsError
     errors = []
     for path in paths:
         try:

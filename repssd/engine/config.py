@@ -10,6 +10,14 @@ from typing import Any
 
 import yaml
 
+from ..data import DatasetError
+from ..data.copypaste import parse_copy_paste
+from ..data.factory import DATASET_KINDS, parse_data_options
+from ..data.transforms import parse_tile_crop
+from ..losses import parse_weights
+from ..models import MODELS, parse_image_size
+from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output
+
 __all__ = ["TrainConfig", "ConfigError", "build_parser", "parse_config", "load_config_file", "parse_options"]
 
 
@@ -124,14 +132,10 @@ class TrainConfig:
     visdom_env: str = _opt("", "visdom environment (default: named after --output-dir, e.g. runs_demo)", "visdom")
 
     def validate(self) -> None:
-        from ..data.factory import DATASET_KINDS
-        from ..models import MODELS
         if self.model not in MODELS:
             raise ConfigError(f"unknown --model {self.model!r}; known: {', '.join(MODELS)}")
         if self.dataset not in DATASET_KINDS:
             raise ConfigError(f"unknown --dataset {self.dataset!r}; known: {', '.join(DATASET_KINDS)}")
-        from ..data import DatasetError
-        from ..data.factory import parse_data_options
         try:
             parse_data_options(self.dataset, self.data_options, frame_stride=self.frame_stride)
         except DatasetError as err:
@@ -142,7 +146,6 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        from ..losses import parse_weights
         try:
             parse_weights(self.loss_weights)
         except ValueError as err:
@@ -152,12 +155,10 @@ class TrainConfig:
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.image_size is not None:
-            from ..models import parse_image_size
             try:
                 parse_image_size(self.image_size)
             except ValueError as err:
                 raise ConfigError(f"--image-size: {err}") from None
-        from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output
         problem = bad_option(self, workers=NON_NEGATIVE, eval_every=NON_NEGATIVE, freeze_iters=NON_NEGATIVE,
                              l2sp=NON_NEGATIVE, ignore_unlabelled=POSITIVE,
                              anchor_reference=POSITIVE, frame_stride=POSITIVE) \
@@ -171,13 +172,11 @@ class TrainConfig:
         if self.ignore_unlabelled is not None and not self.weights:
             raise ConfigError("--ignore-unlabelled needs --weights: it asks the starting detector where people are")
         if self.tile_crop:
-            from ..data.transforms import parse_tile_crop
             try:
                 parse_tile_crop(self.tile_crop, auto_size=(1, 1))
             except ValueError as err:
                 raise ConfigError(f"--tile-crop: {err}") from None
         if self.copy_paste:
-            from ..data.copypaste import parse_copy_paste
             try:
                 parse_copy_paste(self.copy_paste)
             except ValueError as err:

@@ -26,9 +26,10 @@ from ..eval import DetectionEvaluator
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
 from ..models import TF_MODELS, build_model
-from ..postprocess import postprocess_options
+from ..postprocess import Detections, postprocess_options
 from ..slicing.geometry import auto_tile_size
 from ..slicing.run import smallest_anchor
+from ..visualize import draw_detections
 from .checkpoint import (iteration_checkpoints, remove_stale_temporaries, resume_state, rng_state, save_checkpoint,
                          set_rng_state)
 from .config import ConfigError, TrainConfig, config_dict, parse_options
@@ -521,8 +522,6 @@ class Trainer:
     def _drawn_examples(self, detections: list[dict], dataset: Dataset, count: int = 4) -> list:
         """The first ``count`` test images with their detections scoring 0.3 or more drawn
         (the same images every evaluation, so the dashboard shows the detector improve)."""
-        from ..postprocess import Detections
-        from ..visualize import draw_detections
         drawn = []
         for index in range(min(count, len(dataset))):
             det = detections[index]

@@ -22,6 +22,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+try:  # optional: a source package that `make install` builds (see the Makefile); the CLI says so in one line
+    import visdom
+    from visdom.utils.shared_utils import get_visdom_path
+except ImportError:
+    visdom = None
+
 __all__ = ["ASSETS", "MATHJAX_FILES", "install", "missing_assets", "static_dir", "main"]
 
 # (npm package, version, file in the tarball's package/, destination under static/), as
@@ -57,14 +63,15 @@ ASSETS += [("mathjax", "2.7.5", path, f"js/mathjax/2.7.5/{path}") for path in MA
 
 
 def static_dir() -> Path:
-    """The installed visdom package's ``static/`` folder (what its server serves)."""
-    from visdom.utils.shared_utils import get_visdom_path
+    """The installed visdom package's ``static/`` folder (what its server serves); RuntimeError
+    when visdom is not installed."""
+    if visdom is None:
+        raise RuntimeError("visdom is not installed (make install builds it)")
     return Path(get_visdom_path("static"))
 
 
 def missing_assets(static: Path | None = None) -> list[str]:
     """Destinations (under ``static/``) not in place yet, and the build stamp if it is stale."""
-    import visdom
     static = static or static_dir()
     missing = [dest for *_, dest in ASSETS if not (static / dest).is_file()]
     stamp = static / "version.built"
@@ -87,9 +94,8 @@ def _pack(specs: list[str], cache: Path) -> dict[str, Path]:
 def install(static: Path | None = None, cache: Path | None = None) -> list[str]:
     """Copy every asset into ``static`` (default: the installed visdom's) and write the build
     stamp; returns what was written. Raises ``RuntimeError`` (one line) when npm is missing or
-    fails, or a tarball lacks a file."""
-    import visdom
-    static = static or static_dir()
+    fails, or a tarball lacks a file, or visdom is not installed."""
+    static = static_dir() if static is None or visdom is None else static
     cache = cache or Path.home() / ".cache" / "repssd" / "visdom-npm"
     if shutil.which("npm") is None:
         raise RuntimeError("npm not found")

@@ -4,28 +4,31 @@
     python -m repssd.engine.visdom_page shot --port 8097 --env runs_demo --out dashboard.png
     python -m repssd.engine.visdom_page run --out docs/visdom_dashboard.png -- TRAIN.PY ARGS
 
-``serve`` runs visdom's own entry point (``python -m visdom.server``, which first checks its web
-assets) with every outgoing connection refused, so it proves that nothing is fetched: it needs the
-assets ``repssd.engine.visdom_assets`` installs. ``shot`` loads an env's page in Chromium
-(``--headless``, a virtual-time budget for the scripts) and writes a PNG. ``run`` does it all for
+``serve`` runs visdom's own entry point with every outgoing connection refused
+(:mod:`repssd.engine.visdom_server`, which :func:`serve` starts too), so it proves that nothing is
+fetched: it needs the assets ``repssd.engine.visdom_assets`` installs. ``shot`` loads an env's
+page in Chromium (``--headless``, a virtual-time budget for the scripts) and writes a PNG. ``run`` does it all for
 one training run: an offline server on a free port, ``train.py ARGS --visdom`` against it, the
 page rendered; :func:`screenshot_run` is what the browser test and the README's screenshot both use.
 """
 from __future__ import annotations
 
 import argparse
-import runpy
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-__all__ = ["chromium", "render", "screenshot_run", "serve", "wait_until_up", "main"]
+from .config import parse_config
+from .loggers import visdom_env_name
+from .trainer import Trainer
+from .visdom_server import run_offline
 
-LOCAL = ("127.0.0.1", "localhost", "::1")
+__all__ = ["chromium", "render", "screenshot_run", "serve", "wait_until_up", "main"]
 
 
 def chromium() -> str | None:
@@ -39,7 +42,7 @@ def serve(port: int, env_path: Path) -> subprocess.Popen:
     goes to ``env_path/server.log`` (a pipe nobody reads would fill and stall the server)."""
     env_path.mkdir(parents=True, exist_ok=True)
     with (env_path / "server.log").open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "repssd.engine.visdom_page", "_run", "-port", str(port),
+        process = subprocess.Popen([sys.executable, "-m", "repssd.engine.visdom_server", "-port", str(port),
                                     "--hostname", "127.0.0.1", "-env_path", str(env_path)],
                                    stdout=log, stderr=subprocess.STDOUT)
     process.log = env_path / "server.log"
@@ -48,7 +51,6 @@ def serve(port: int, env_path: Path) -> subprocess.Popen:
 
 def wait_until_up(port: int, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
     """Block until the server answers on ``port``; RuntimeError with its output if it died."""
-    import urllib.request
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process is not None and process.poll() is not None:
@@ -87,10 +89,6 @@ def render(url: str, screenshot: Path | None = None, width: int = 1400, height: 
 def screenshot_run(train_args: list[str], png: Path, env_path: Path, height: int = 1000) -> str:
     """Train with ``train_args`` (train.py's options) posting to a fresh offline visdom server,
     then render the run's env in headless Chromium to ``png``; returns the page's DOM."""
-    from .config import parse_config
-    from .loggers import visdom_env_name
-    from .trainer import Trainer
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -107,25 +105,7 @@ def screenshot_run(train_args: list[str], png: Path, env_path: Path, height: int
         process.wait(timeout=10)
 
 
-def _run_offline(argv: list[str]) -> None:
-    """visdom's server entry point with outgoing connections refused (everything but loopback)."""
-    connect = socket.socket.connect
-
-    def loopback_only(self, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if host not in LOCAL:
-            raise OSError(f"offline: refused a connection to {address}")
-        return connect(self, address)
-    socket.socket.connect = loopback_only
-    sys.argv = ["visdom.server", *argv]
-    runpy.run_module("visdom.server", run_name="__main__")
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_run"]:
-        _run_offline(argv[1:])
-        return 0
     parser = argparse.ArgumentParser(prog="python -m repssd.engine.visdom_page", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     whole.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then train.py's options")
     opts = parser.parse_args(argv)
     if opts.command == "serve":
-        _run_offline(["-port", str(opts.port), "--hostname", "127.0.0.1", "-env_path", str(opts.env_path)])
+        run_offline(["-port", str(opts.port), "--hostname", "127.0.0.1", "-env_path", str(opts.env_path)])
         return 0
     try:
         if opts.command == "run":

@@ -11,14 +11,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data import collate
+from ..detector import Detector
 from ..inputs import InputError
-from ..postprocess import detect
+from ..postprocess import candidate_options, detect
 
 __all__ = ["predict_dataset", "predict_with_candidates", "predict_sliced", "candidate_options", "ranked", "ground_truth_of", "scored_images",
            "image_ids", "load_image"]
-
-NO_LIMIT = 1 << 40  # top_k for candidates: no per-image cap
-
 
 class _NoSubstitutes(Dataset):
     """Index ``i`` of a dataset (or a concatenation) as ``(i, sample)``, or ``(i, error message)``
@@ -108,8 +106,6 @@ def predict_sliced(model: nn.Module, dataset: Dataset, slicing, batch_size: int 
     ``images_per_step`` images merged together. The dataset's own transform is not used (tiles
     are cut from the original image). With ``with_candidates`` -> (detections, candidates) as
     :func:`predict_with_candidates`, the candidates linked to the detections they ended in."""
-    from ..detector import Detector
-
     device = torch.device(device) if device is not None else next(model.parameters()).device
     detector = Detector(model, device=device, batch_size=batch_size, slicing=slicing, **ranked(detect_options))
     loader = DataLoader(_NoSubstitutes(dataset, raw=True), batch_size=images_per_step, shuffle=False,
@@ -128,17 +124,6 @@ def predict_sliced(model: nn.Module, dataset: Dataset, slicing, batch_size: int 
             kept[index] = {"boxes": det.boxes, "scores": det.scores, "labels": det.labels}
             candidates[index] = cand
     return (kept, candidates) if with_candidates else kept
-
-
-def candidate_options(detect_options: dict) -> dict:
-    """:func:`detect` keywords for the *candidates* of ``detect_options``' output: the same
-    post-processing (score function, conf_thresh, candidates per class, clipping) with NMS disabled
-    (torchvision's NMS suppresses IoU > threshold, so 1.0 suppresses nothing) and no ``top_k`` cap.
-    Every kept detection is then a candidate with an identical box and score. Soft-NMS changes the
-    scores it keeps, so it has no such candidates (ValueError)."""
-    if detect_options.get("method", "nms") != "nms":
-        raise ValueError(f"candidates need hard NMS; {detect_options['method']} changes the scores it keeps")
-    return {**detect_options, "nms_thresh": 1.0, "top_k": NO_LIMIT}
 
 
 def predict_with_candidates(model: nn.Module, dataset: Dataset, batch_size: int = 16, workers: int = 0,

@@ -10,10 +10,11 @@ Sizes are ``(W, H)`` pixels of the original image, boxes ``xyxy`` integer pixels
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..options import parse_tile_size
 
 __all__ = ["Slicing", "tile_starts", "tile_boxes", "auto_tile_size", "parse_tile_size", "MERGES", "MERGE_METRICS",
            "AUTO_PERSON_PIXELS"]
@@ -67,24 +68,6 @@ def auto_tile_size(height: int, width: int, input_size: tuple[int, int], smalles
     tile_h = max(1, round(person_pixels / smallest_anchor))
     tile_w = max(1, round(tile_h * in_w / in_h))
     return (width, height) if tile_w >= width and tile_h >= height else (tile_w, tile_h)
-
-
-def parse_tile_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | str | None:
-    """``"S"``, ``"WxH"``, ``"auto"``, an int or ``(W, H)`` -> ``(W, H)`` or ``"auto"`` (ValueError
-    naming the problem for anything else, zero or negative)."""
-    if text is None or (isinstance(text, str) and text.strip().lower() == "auto"):
-        return None if text is None else "auto"
-    if isinstance(text, str):
-        parts = text.lower().split("x")
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"tile size {text!r}: expected S, WxH (pixels) or auto") from None
-    else:
-        values = [int(text)] if isinstance(text, (int, np.integer)) else [int(v) for v in text]
-    if len(values) not in (1, 2) or min(values) <= 0:
-        raise ValueError(f"tile size {text!r}: expected S or WxH with positive pixel counts, or auto")
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.transforms import resize
-from ..postprocess import Detections, detect, rank_in_group
-from ..eval.inference import candidate_options
+from ..postprocess import Detections, candidate_options, detect, rank_in_group
 from .geometry import Slicing
 from .merge import MergeResult, Sources, merge
 

@@ -12,7 +12,7 @@ A GT missed at t is, first cause first: SUPPRESSED (NEIGHBOUR), a candidate >= t
 was removed by NMS under a kept box that is another GT's true positive; SUPPRESSED (OTHER), the
 kept box above it is not one, or none is (top_k cut); CLAIMED, a kept box >= t on it matched
 another GT; LOW SCORE, candidates on it all score < t; NO CANDIDATE. Candidates are the same
-network output post-processed without NMS (``inference.candidate_options``). With sliced inference
+network output post-processed without NMS (``repssd.postprocess.candidate_options``). With sliced inference
 (``repssd.slicing``) they are every tile's output without NMS, each linked to the detection it
 ended in (``final``, ``merged``). A miss with a candidate >= t that survived its tile's NMS was
 REMOVED BY THE MERGE (the last stage it went through), into another GT's true positive (MERGED
@@ -125,7 +125,7 @@ def _kept_candidates(kept: tuple, cand: tuple) -> np.ndarray:
     k_ids, c_ids = ids.reshape(-1)[:len(k_rows)], ids.reshape(-1)[len(k_rows):]
     if not np.isin(k_ids, c_ids).all():
         raise ValueError("a kept detection is not among the candidates: post-process both the same way, "
-                         "the candidates with NMS disabled (inference.candidate_options)")
+                         "the candidates with NMS disabled (repssd.postprocess.candidate_options)")
     out = np.zeros(c_valid.shape, bool)
     out[c_valid] = np.isin(c_ids, k_ids)
     return out

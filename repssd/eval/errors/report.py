@@ -4,7 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from .analysis import FP_CATEGORIES, MISS_CAUSES
 
@@ -48,7 +52,6 @@ def _markdown(result: dict) -> str:
 def _plot(result: dict, path: Path) -> None:
     """The paper's two panels: false positives per category against the score threshold (log y),
     misses by cause at each reported threshold (stacked bars)."""
-    import matplotlib.pyplot as plt  # the package imports report.py first, which selects Agg
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     curves = result["curves"]
     for name, counts in curves["fp"].items():
