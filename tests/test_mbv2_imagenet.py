@@ -184,13 +184,15 @@ def test_training_from_the_imagenet_base_learns(tiny_data, installed, tmp_path):
     argv = ["--model", "mb2_ssdlite", "--dataset", "synthetic", "--data-root", str(tiny_data), "--train-split",
             "train", "--batch-size", "2", "--workers", "0", "--output-dir", str(out), "--log-every", "1",
             "--checkpoint-every", "1000", "--no-eval-at-end", "--no-diagnostics", "--zoom-out", "1",
-            "--base-weights", str(installed), "--max-iter", "24", "--lr", "0.01"]
+            "--base-weights", str(installed), "--max-iter", "24", "--lr", "0.005"]
     trainer = Trainer(parse_config(argv))
     saved = torch.load(installed, weights_only=True)["model"]
     assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in saved.items())
     trainer.fit()
     losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
-    assert len(losses) == 24 and sum(losses[-6:]) < 0.85 * sum(losses[:6])  # 8.7 -> 6.6 here
+    # 8.7 -> 6.5 here; at lr 0.01 the loss fell to 5.8 by iteration 15, then swung back up to 7-9 on one
+    # machine and not on another (ratio 0.89 against < 0.85): 0.005 learns as fast without the swing
+    assert len(losses) == 24 and sum(losses[-6:]) < 0.85 * sum(losses[:6])
 
 
 @pytest.mark.skipif(not REAL_WHEEL.is_file(), reason=f"needs the real {WHEEL} in ~/.cache/repssd")
