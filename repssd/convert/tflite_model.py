@@ -89,6 +89,8 @@ class TFLiteGraph:
 
     def constant(self, index: int) -> np.ndarray | None:
         """Tensor ``index`` as float32 if it is a constant or a ``DEQUANTIZE``d fp16 constant, else None."""
+        if index < 0:  # an optional input left out
+            return None
         tensor = self.tensors[index]
         if tensor.data is not None:
             return tensor.data.astype(np.float32) if tensor.dtype == np.float16 else tensor.data
@@ -139,7 +141,32 @@ def read_tflite(path: str | Path) -> TFLiteGraph:
         raise
     except (IndexError, struct.error, ValueError, TypeError, AttributeError, UnicodeDecodeError) as err:
         raise TFLiteError(f"{path}: truncated or corrupt TFLite file ({type(err).__name__}: {err})") from None
+    _check_tables(path, tensors, ops, inputs, outputs)
     return TFLiteGraph(path, tensors, ops, inputs, outputs)
+
+
+# operators the import reads, and the inputs / outputs it reads of each
+_ARITY = {"CONV_2D": (2, 1), "DEPTHWISE_CONV_2D": (2, 1), "DEQUANTIZE": (1, 1), POSTPROCESS_OP: (2, 1)}
+
+
+def _check_tables(path: Path, tensors: list, ops: list[TFLiteOp], inputs: list[int], outputs: list[int]) -> None:
+    """Every tensor index the graph holds lies in its tensor table (-1, an omitted optional input,
+    only among operator inputs), and every operator the import reads has the inputs and outputs it
+    reads: :class:`TFLiteError` naming the file and the first offender otherwise, so that a corrupt
+    index is refused here and not found out deep in the conversion."""
+    count = len(tensors)
+    tables = [("the graph's inputs", inputs, 0), ("the graph's outputs", outputs, 0)]
+    tables += [(f"operator {i} ({op.kind}) inputs", op.inputs, -1) for i, op in enumerate(ops)]
+    tables += [(f"operator {i} ({op.kind}) outputs", op.outputs, 0) for i, op in enumerate(ops)]
+    for where, indices, lowest in tables:
+        bad = [j for j in indices if not lowest <= j < count]
+        if bad:
+            raise TFLiteError(f"{path}: {where} name tensor {bad[0]}, but the file has {count} tensors (corrupt file)")
+    for i, op in enumerate(ops):
+        wanted_in, wanted_out = _ARITY.get(op.kind, (0, 0))
+        if len(op.inputs) < wanted_in or len(op.outputs) < wanted_out or min(op.inputs[:wanted_in], default=0) < 0:
+            raise TFLiteError(f"{path}: operator {i} ({op.kind}) has {len(op.inputs)} inputs and {len(op.outputs)} "
+                              "outputs, fewer than it needs (corrupt file)")
 
 
 def _tensor(model, tensor, buf: bytes) -> TFLiteTensor:
@@ -186,6 +213,9 @@ def _convolutions(graph: TFLiteGraph) -> dict[str, tuple[np.ndarray, np.ndarray,
         bias = graph.constant(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
         if kernel is None:
             raise TFLiteError(f"{graph.path}: the kernel of {out.name} is not a constant")
+        if kernel.ndim != 4 or (bias is not None and bias.ndim != 1):
+            raise TFLiteError(f"{graph.path}: the kernel {list(kernel.shape)} or bias of {out.name} has the wrong "
+                              "rank (corrupt file)")
         scope = scope_of(out.name)
         if scope in convs:
             raise TFLiteError(f"{graph.path}: two convolutions named {scope}")
@@ -244,7 +274,7 @@ def map_weights(graph: TFLiteGraph, convs: dict, arch: str, expected: dict[str, 
         key = f"{prefix}.weight" if head else f"{prefix}.0.weight"
         weight = _kernel(kernel, depthwise)
         bias = torch.from_numpy(np.array(bias, dtype=np.float32))
-        if weight.shape != expected[key].shape or bias.shape[0] != weight.shape[0]:
+        if weight.shape != expected[key].shape or bias.shape != weight.shape[:1]:
             shapes.append(f"{scope} {tuple(kernel.shape)}")
             continue
         if head and prefix.startswith("head.loc."):
@@ -319,7 +349,10 @@ def select_classes(state: dict[str, Tensor], names: list[str], keep: list[str]) 
     lower = [n.lower() for n in names]
     unknown = [k for k in keep if k.lower() not in lower]
     if unknown:
-        raise TFLiteError(f"no class {', '.join(map(repr, unknown))} among {', '.join(names)}")
+        raise TFLiteError(f"--classes: no class {', '.join(map(repr, unknown))} among {', '.join(names)}")
+    twice = sorted({k for k in keep if [c.lower() for c in keep].count(k.lower()) > 1})
+    if twice:
+        raise TFLiteError(f"--classes: {twice[0]!r} given twice")
     columns = [0] + [1 + lower.index(k.lower()) for k in keep]
     classes = len(names) + 1
     out = dict(state)
@@ -330,10 +363,11 @@ def select_classes(state: dict[str, Tensor], names: list[str], keep: list[str]) 
     return out, [names[c - 1] for c in columns[1:]]
 
 
-def convert_tflite(path: str | Path, labels: str | None = None,
-                   classes: list[str] | None = None) -> tuple[dict[str, Tensor], dict]:
+def convert_tflite(path: str | Path, labels: str | None = None, classes: list[str] | None = None,
+                   labels_source: str = "--labels") -> tuple[dict[str, Tensor], dict]:
     """Read a TFLite SSD -> (state_dict of ``ssd_mbv2_tf`` or ``ssdlite_mbv2_tf``, the config to save
-    beside it). ``labels``: a label map or names (background excluded); ``classes``: keep only these."""
+    beside it). ``labels``: a label map or names (background excluded; ``labels_source``, the flag
+    or the file, names them in errors); ``classes``: keep only these."""
     graph = read_tflite(path)
     convs = _convolutions(graph)
     arch = _layout(graph, set(convs))
@@ -343,18 +377,23 @@ def convert_tflite(path: str | Path, labels: str | None = None,
     if image.quantised:
         raise TFLiteError(f"{graph.path}: integer-quantised model ({np.dtype(image.dtype).name} input); "
                           "repssd imports float models (fp32 or fp16 weights) only")
-    _, height, width, _ = image.shape
+    _, height, width, channels = image.shape
+    if min(height, width) <= 0 or channels != 3:
+        raise TFLiteError(f"{graph.path}: the input tensor's shape {list(image.shape)} is no NHWC RGB image")
     anchors_first = 3  # reduce_boxes_in_lowest_layer
     class_bias = convs.get("BoxPredictor_0/ClassPredictor", (None, np.zeros(0), False))[1]
     if class_bias.shape[0] % anchors_first:
         raise TFLiteError(f"{graph.path}: BoxPredictor_0/ClassPredictor has {class_bias.shape[0]} channels, "
                           f"not {anchors_first} anchors' class columns")
     num_classes = class_bias.shape[0] // anchors_first
+    if num_classes < 2:
+        raise TFLiteError(f"{graph.path}: BoxPredictor_0/ClassPredictor has {class_bias.shape[0]} channels: fewer than "
+                          "background and one class")
     model = build_model(arch, num_classes, image_size=(width, height))
     _check_anchor_counts(graph, model, convs, arch)
     post, post_source = postprocessing(graph, model.priors)
-    state = load_mapped(model, map_weights(graph, convs, arch, model.state_dict()), "TFLite")
-    names = read_labels(labels, num_classes)
+    state = load_mapped(model, map_weights(graph, convs, arch, model.state_dict()), "TFLite", graph.path)
+    names = read_labels(labels, num_classes, labels_source)
     if classes:
         if post["score"] != "sigmoid":  # a softmax over fewer columns changes every score
             raise TFLiteError(f"{graph.path}: the model scores with {post['score']}; keeping some classes is exact "

@@ -1,9 +1,7 @@
 """Checkpoints that lose nothing: atomic writes, full training state, exact resume."""
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import numpy as np
 import torch
 
 from ..convert import WeightsError
+from ..files import save_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "find_resume", "resume_state", "iteration_checkpoints",
            "remove_stale_temporaries", "rng_state", "set_rng_state"]
@@ -40,20 +39,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``: a reader
-    (or a crash) never sees a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``
+    (:func:`repssd.files.save_atomic`): a reader (or a crash) never sees a half-written checkpoint."""
+    return save_atomic(state, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

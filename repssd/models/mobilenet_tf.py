@@ -165,6 +165,9 @@ def _predictor(inp: int, oup: int, lite: bool = True) -> nn.Module:
     return nn.Sequential(conv_bn(inp, inp, 3, depthwise=True), nn.Conv2d(inp, oup, 1))
 
 
+_MAP_SIZES: dict[tuple, tuple[tuple[int, int], ...]] = {}  # (base, lite, width, height) -> feature_map_sizes
+
+
 def feature_map_sizes(backbone: nn.Module, extras: nn.ModuleList, width: int, height: int) -> tuple[tuple[int, int], ...]:
     """(height, width) of every source at a ``width`` x ``height`` input, from a ``meta``-device
     forward pass (no memory, no arithmetic)."""
@@ -225,8 +228,10 @@ def build_tf_ssd(spec: GridAnchorSpec, num_classes: int, anchor_reference: float
         extras.append(_extra(channels[-1], mid, oup, lite))
         channels.append(oup)
     extras = nn.ModuleList(extras)
-    spec = replace(spec.with_feature_maps(feature_map_sizes(backbone, extras, width, height)),
-                   reference_size=anchor_reference)
+    key = (base, lite, width, height)  # the architecture fixes the map sizes: the meta pass runs once per key
+    if key not in _MAP_SIZES:
+        _MAP_SIZES[key] = feature_map_sizes(backbone, extras, width, height)
+    spec = replace(spec.with_feature_maps(_MAP_SIZES[key]), reference_size=anchor_reference)
     anchors = spec.boxes_per_location
     head = SSDHead([_predictor(c, a * 4, lite) for c, a in zip(channels, anchors)],
                    [_predictor(c, a * num_classes, lite) for c, a in zip(channels, anchors)], num_classes)
