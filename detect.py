@@ -21,7 +21,8 @@ from repssd.convert import WeightsError, load_model
 from repssd.data import VOC_CLASSES
 from repssd.detector import Detector
 from repssd.inputs import InputError, Source, expand_inputs, read_image_rgb, video_frames
-from repssd.options import POSITIVE, bad_device, bad_option, bad_output
+from repssd.files import write_atomic
+from repssd.options import FRACTION, IOU, POSITIVE, bad_device, bad_option, bad_output
 from repssd.models import MODELS, size_option
 from repssd.postprocess import METHODS, SCORES, Detections, postprocess_options
 from repssd.slicing.options import add_slicing_arguments, slicing_from_args
@@ -64,6 +65,17 @@ def class_names(opts: argparse.Namespace, config: dict, num_classes: int) -> lis
     return list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) + 1 else None
 
 
+def inside_output(sources: list[Source], output_dir: Path) -> str | None:
+    """Why the annotated copies in ``output_dir`` could replace an input (an input file inside that
+    folder: its copy, or another input's of the same stem, would be written over it), or None."""
+    folder = output_dir.resolve()
+    for source in sources:
+        if source.kind != "camera" and Path(source.target).resolve().parent == folder:
+            return (f"--output-dir {output_dir} holds the input {source.target}: an annotated copy could replace it; "
+                    "choose another --output-dir")
+    return None
+
+
 def to_json(det: Detections, names: list[str] | None) -> list[dict]:
     return [{"box": [round(v, 2) for v in box], "score": round(score, 5), "label": label,
              "name": label_name(label, names)}
@@ -91,9 +103,15 @@ class Runner:
             batch = []
             for source in sources[start:start + self.opts.batch_size]:
                 try:
-                    batch.append((source, read_image_rgb(source.target)))
+                    image = read_image_rgb(source.target)
+                    self.detector.tiles(image)  # slicing flags that would cut it into too many tiles
                 except InputError as err:
                     errors.append(str(err))
+                    continue
+                except ValueError as err:
+                    errors.append(f"{source.target}: {err}")
+                    continue
+                batch.append((source, image))
             for (source, image), det in zip(batch, self.detector.predict([image for _, image in batch])):
                 drawn = draw_detections(image, det, self.names)
                 cv2.imwrite(str(self.output_path(source, ".jpg")), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
@@ -129,7 +147,8 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    problem = (bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE, anchor_reference=POSITIVE)
+    problem = (bad_option(opts, batch_size=POSITIVE, top_k=POSITIVE, max_frames=POSITIVE, anchor_reference=POSITIVE,
+                          conf_thresh=FRACTION, nms=IOU)
                or bad_device(opts.device)
                or bad_output(opts.output_dir, "--output-dir")
                or slicing_from_args(opts)[1])
@@ -143,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detect.py: {err}", file=sys.stderr)
         return 2
     sources, errors = expand_inputs(opts.inputs)
+    problem = inside_output(sources, opts.output_dir)
+    if problem:
+        print(f"detect.py: {problem}", file=sys.stderr)
+        return 2
     opts.output_dir.mkdir(parents=True, exist_ok=True)
     post = postprocess_options(config, score=opts.score, conf_thresh=opts.conf_thresh, nms_thresh=opts.nms,
                                top_k=opts.top_k, method=opts.method)
@@ -159,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             errors.append(str(err))
     for line in errors:
         print(f"detect.py: {line}", file=sys.stderr)
-    (opts.output_dir / "detections.json").write_text(json.dumps(
+    if not runner.records:  # nothing to record: an earlier detections.json stays as it was
+        print(f"detect.py: none of the {len(errors)} inputs could be processed; nothing written to {opts.output_dir}/",
+              file=sys.stderr)
+        return 1
+    write_atomic(opts.output_dir / "detections.json", json.dumps(
         {"weights": str(opts.weights), "model": model.arch, "slicing": slicing.describe() if slicing else None,
          "detections": runner.records}, indent=1))
     print(f"{len(runner.records)} of {len(runner.records) + len(errors)} inputs done; "

@@ -31,7 +31,8 @@ from repssd.eval.errors import analyse, format_errors, write_errors
 from repssd.eval.inference import (ground_truth_of, image_ids, predict_dataset, predict_sliced,
                                    predict_with_candidates)
 from repssd.models import MODELS, size_option
-from repssd.options import NON_NEGATIVE, POSITIVE, bad_device, bad_option
+from repssd.files import write_atomic
+from repssd.options import FRACTION, IOU, NON_NEGATIVE, POSITIVE, bad_device, bad_option
 from repssd.postprocess import SCORES, candidate_options, postprocess_options
 from repssd.slicing.options import add_slicing_arguments, slicing_from_args
 
@@ -83,7 +84,8 @@ def fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     problem = (bad_option(opts, batch_size=POSITIVE, workers=NON_NEGATIVE, top_k=POSITIVE, max_dets=POSITIVE,
-                          anchor_reference=POSITIVE, frame_stride=POSITIVE)
+                          anchor_reference=POSITIVE, frame_stride=POSITIVE, conf_thresh=FRACTION, nms=IOU,
+                          crowd_iou=FRACTION)
                or (bad_device(opts.device) if opts.device else None))
     slicing, slice_problem = slicing_from_args(opts)
     if problem or slice_problem:
@@ -138,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                 return fail(f"--errors: {err}")
         if slicing is not None:
             print(f"sliced inference: {slicing.describe()}")
-            out_sliced = predict_sliced(model, dataset, slicing, opts.batch_size, opts.workers, opts.device,
-                                        with_candidates=opts.errors, **post)
+            try:
+                out_sliced = predict_sliced(model, dataset, slicing, opts.batch_size, opts.workers, opts.device,
+                                            with_candidates=opts.errors, **post)
+            except ValueError as err:  # flags that would cut an image into too many tiles
+                return fail(f"{root}: {err}")
             detections, candidates = out_sliced if opts.errors else (out_sliced, None)
         elif opts.errors:
             detections, candidates = predict_with_candidates(model, dataset, opts.batch_size, opts.workers,
@@ -148,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             detections = predict_dataset(model, dataset, opts.batch_size, opts.workers, opts.device, **post)
         if ground_truth and all(d is None for d in detections):
             return fail(f"{root}: none of the {len(detections)} images of {kind} {split} can be read")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "detections.json").write_text(json.dumps({"dataset": kind, "split": split, "detections": [
+        write_atomic(out / "detections.json", json.dumps({"dataset": kind, "split": split, "detections": [
             {"id": i, "unreadable": True} if d is None else {"id": i, **{k: v.tolist() for k, v in d.items()}}
             for i, d in zip(ids, detections)]}))
     evaluator = DetectionEvaluator(names, opts.metric, opts.crowd_subset, opts.crowd_iou, opts.max_dets)

@@ -10,7 +10,7 @@ from torch import nn
 from .data.transforms import resize
 from .models.fuse import for_inference
 from .postprocess import Detections, detect
-from .slicing import Slicing, sliced_predict
+from .slicing import Slicing, sliced_predict, smallest_anchor
 
 __all__ = ["Detector"]
 
@@ -81,5 +81,16 @@ class Detector:
         all ``images`` go through the network ``batch_size`` at a time and are merged together;
         with ``with_candidates``, also the error analysis' candidates (:func:`repssd.slicing.sliced_predict`)."""
         self._check(images)
+        if not images:  # e.g. every image of a batch unreadable
+            return ([], []) if with_candidates else []
         return sliced_predict(self.model, list(images), self.slicing or Slicing(), self.batch_size, self.device,
                               with_candidates=with_candidates, **self.detect_options)
+
+    def tiles(self, image: np.ndarray):
+        """The tiles (``int64 [T, 4]`` pixel xyxy) :meth:`predict` cuts ``image`` into; None without
+        slicing. ValueError, naming the flags, when the slicing would cut it into more than
+        :data:`~repssd.slicing.geometry.MAX_TILES` tiles."""
+        if self.slicing is None:
+            return None
+        height, width = image.shape[:2]
+        return self.slicing.tiles(height, width, self.model.input_size, smallest_anchor(self.model))

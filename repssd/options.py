@@ -2,16 +2,20 @@
 each returns one line saying what is wrong (or None), so a CLI refuses before it does any work."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["POSITIVE", "NON_NEGATIVE", "bad_option", "bad_device", "bad_output", "parse_tile_size"]
+__all__ = ["POSITIVE", "NON_NEGATIVE", "FRACTION", "IOU", "bad_option", "bad_device", "bad_output", "parse_tile_size"]
 
+# rules for bad_option: (test, requirement); NaN fails every comparison, so every rule refuses it
 POSITIVE: tuple[Callable, str] = (lambda v: v is None or v > 0, "must be positive")
 NON_NEGATIVE: tuple[Callable, str] = (lambda v: v is None or v >= 0, "must be 0 or more")
+FRACTION: tuple[Callable, str] = (lambda v: v is None or 0.0 <= v <= 1.0, "must be in [0, 1]")  # a score threshold
+IOU: tuple[Callable, str] = (lambda v: v is None or 0.0 < v <= 1.0, "must be in (0, 1]")  # an overlap threshold
 
 
 def bad_option(values, **rules: tuple[Callable, str]) -> str | None:
@@ -57,15 +61,16 @@ def bad_output(path: str | Path, flag: str, folder: bool = True) -> str | None:
 
 def parse_tile_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | str | None:
     """``"S"``, ``"WxH"``, ``"auto"``, an int or ``(W, H)`` -> ``(W, H)`` or ``"auto"`` (ValueError
-    naming the problem for anything else, zero or negative)."""
+    naming the problem for anything else, zero or negative; digits only: no signs, no underscores)."""
     if text is None or (isinstance(text, str) and text.strip().lower() == "auto"):
         return None if text is None else "auto"
     if isinstance(text, str):
-        parts = text.lower().split("x")
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"tile size {text!r}: expected S, WxH (pixels) or auto") from None
+        match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())
+        if match is None and re.fullmatch(r"[-+\d\s_x]+", text.lower()):  # numbers, but signed or with separators
+            raise ValueError(f"tile size {text!r}: expected S or WxH with positive pixel counts (digits only), or auto")
+        if match is None:
+            raise ValueError(f"tile size {text!r}: expected S, WxH (pixels) or auto")
+        values = [int(v) for v in match.groups() if v is not None]
     else:
         values = [int(text)] if isinstance(text, (int, np.integer)) else [int(v) for v in text]
     if len(values) not in (1, 2) or min(values) <= 0:

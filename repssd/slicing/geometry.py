@@ -17,13 +17,14 @@ import numpy as np
 from ..options import parse_tile_size
 
 __all__ = ["Slicing", "tile_starts", "tile_boxes", "auto_tile_size", "parse_tile_size", "MERGES", "MERGE_METRICS",
-           "AUTO_PERSON_PIXELS"]
+           "AUTO_PERSON_PIXELS", "MAX_TILES"]
 
 MERGES = ("nms", "greedy-nmm", "crowd")
 MERGE_METRICS = ("iou", "ios")
 # auto: the height in pixels of the smallest person the tiles must show (chosen on the MOT17-mini
 # validation frames, see docs/slicing.md); such a person comes out the size of the smallest anchor
 AUTO_PERSON_PIXELS = 65
+MAX_TILES = 1024  # per image: more means flags that would run for minutes an image (refused, naming them)
 
 
 def tile_starts(length: int, size: int, overlap: float) -> list[int]:
@@ -129,7 +130,11 @@ class Slicing:
     def tiles(self, height: int, width: int, input_size: tuple[int, int], smallest_anchor: float) -> np.ndarray:
         """Tiles of one image -> ``int64 [T, 4]``, the whole image appended as the last row when
         :attr:`full_image` and more than one tile."""
-        boxes = tile_boxes(height, width, self.tile_size(height, width, input_size, smallest_anchor), self.overlap)
+        size = self.tile_size(height, width, input_size, smallest_anchor)
+        boxes = tile_boxes(height, width, size, self.overlap)
+        if len(boxes) > MAX_TILES:
+            raise ValueError(f"--slice {size[0]}x{size[1]} at --slice-overlap {self.overlap:g} cuts a {width}x{height} "
+                             f"image into {len(boxes)} tiles (more than {MAX_TILES}): use larger tiles or less overlap")
         if self.full_image and len(boxes) > 1:
             boxes = np.concatenate([boxes, np.array([[0, 0, width, height]], np.int64)])
         return boxes
