@@ -2,6 +2,7 @@
 each returns one line saying what is wrong (or None), so a CLI refuses before it does any work."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["POSITIVE", "NON_NEGATIVE", "FRACTION", "IOU", "bad_option", "bad_device", "bad_output", "parse_tile_size"]
+__all__ = ["POSITIVE", "NON_NEGATIVE", "FRACTION", "IOU", "bad_option", "bad_device", "bad_output", "parse_tile_size",
+           "finite_float", "given_twice"]
 
 # rules for bad_option: (test, requirement); NaN fails every comparison, so every rule refuses it
 POSITIVE: tuple[Callable, str] = (lambda v: v is None or v > 0, "must be positive")
@@ -76,3 +78,17 @@ def parse_tile_size(text: str | int | Sequence[int] | None) -> tuple[int, int] |
     if len(values) not in (1, 2) or min(values) <= 0:
         raise ValueError(f"tile size {text!r}: expected S or WxH with positive pixel counts, or auto")
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def finite_float(text: str) -> float:
+    """``float(text)``, refusing ``inf`` and ``nan`` (ValueError): an option value that must be a number."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text.strip()!r} is not a finite number")
+    return value
+
+
+def given_twice(key: str) -> str:
+    """The one-line complaint about a ``key=value`` option list that names ``key`` twice (the last
+    would otherwise win without a word)."""
+    return f"{key!r} given twice; give each option once"

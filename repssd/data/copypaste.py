@@ -59,6 +59,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..options import finite_float, given_twice
 from .person_bank import Cutout, PersonBank, mask_box
 
 __all__ = ["Cutout", "PersonBank", "Placement", "CrowdCopyPaste", "PasteOptions", "paste_people", "Compose",
@@ -349,9 +350,10 @@ def _bool(value: str) -> bool:
     return value.lower() in ("true", "1")
 
 
-_RANGES = {"per_image": _range(int), "overlap": _range(float), "scale": _range(float), "height": _range(float)}
-_PARSERS = {**_RANGES, "p": float, "feet": float, "flip": _bool, "feather": float, "max_ignore": float,
-            "min_visibility": float, "min_height": int, "trials": int}
+_RANGES = {"per_image": _range(int), "overlap": _range(finite_float), "scale": _range(finite_float),
+           "height": _range(finite_float)}
+_PARSERS = {**_RANGES, "p": finite_float, "feet": finite_float, "flip": _bool, "feather": finite_float,
+            "max_ignore": finite_float, "min_visibility": finite_float, "min_height": int, "trials": int}
 
 
 def parse_copy_paste(text: str) -> dict:
@@ -365,6 +367,8 @@ def parse_copy_paste(text: str) -> dict:
             raise ValueError(f"{item!r} is not key=value")
         if key not in _PARSERS:
             raise ValueError(f"unknown option {key!r}; known: {', '.join(_PARSERS)}")
+        if key in options:
+            raise ValueError(given_twice(key))
         try:
             options[key] = _PARSERS[key](value.strip())
         except ValueError:

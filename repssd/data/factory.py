@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch.utils.data import ConcatDataset, Dataset
 
+from ..options import given_twice
 from .base import DatasetError
 from .citypersons import CityPersonsDetection
 from .coco import COCODetection
@@ -138,6 +139,8 @@ def parse_data_options(kind: str, text: str | None, training: bool = True, **giv
         if len(pair) != 2:
             raise DatasetError(f"--data-options: {'='.join(pair)!r} is not key=value")
         key, value = pair[0].strip().replace("-", "_"), pair[1].strip()
+        if key in options:
+            raise DatasetError(f"--data-options: {given_twice(key)}")
         if key not in known:
             raise DatasetError(f"--data-options: {kind} has no option {key!r}; its options: "
                                f"{', '.join(known) or 'none'}")

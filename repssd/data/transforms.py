@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..options import parse_tile_size
+from ..options import finite_float, given_twice, parse_tile_size
 
 __all__ = ["SSDTrainTransform", "SSDTestTransform", "TileCrop", "parse_tile_crop", "FLAG_KEYS", "resize",
            "photometric_distort", "sample_patch", "CROP_OPTIONS"]
@@ -209,6 +209,8 @@ def parse_tile_crop(text: str, auto_size: tuple[int, int] | None = None) -> Tile
         try:
             if not sep:
                 raise ValueError("expected key=value")
+            if key in options or (key == "size" and "size" in options):
+                raise ValueError(given_twice(key))
             if key == "size":
                 size = parse_tile_size(value)
                 if size == "auto":
@@ -218,9 +220,9 @@ def parse_tile_crop(text: str, auto_size: tuple[int, int] | None = None) -> Tile
                 options["size"] = tuple(size)
             elif key == "jitter":
                 low, _, high = value.partition("-")
-                options["jitter"] = (float(low), float(high or low))
+                options["jitter"] = (finite_float(low), finite_float(high or low))
             elif key in ("p", "cut"):
-                options[key] = float(value)
+                options[key] = finite_float(value)
             else:
                 raise ValueError("unknown key; known: size, jitter, p, cut")
         except ValueError as err:

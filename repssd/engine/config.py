@@ -16,7 +16,7 @@ from ..data.factory import DATASET_KINDS, parse_data_options
 from ..data.transforms import parse_tile_crop
 from ..losses import parse_weights
 from ..models import MODELS, parse_image_size
-from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output
+from ..options import NON_NEGATIVE, POSITIVE, bad_device, bad_option, bad_output, given_twice
 
 __all__ = ["TrainConfig", "ConfigError", "build_parser", "parse_config", "load_config_file", "parse_options"]
 
@@ -114,6 +114,9 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N", "run")
     amp: bool = _opt(False, "mixed precision (bfloat16 on CPU, float16 + GradScaler on CUDA)", "run")
     resume: str | None = _opt(None, "auto (the run's last checkpoint) or a checkpoint path", "run")
+    resume_override: bool = _opt(False, "with --resume: continue even where a flag that changes what is trained "
+                                 "differs from the run's (refused otherwise); config.json then records the new flags",
+                                 "run")
     overwrite: bool = _opt(False, "clear --output-dir first if it holds another run (otherwise such a run is "
                            "refused)", "run")
     checkpoint_every: int = _opt(500, "iterations between checkpoints", "run")
@@ -169,6 +172,11 @@ class TrainConfig:
             raise ConfigError(f"--wise-ft must be in [0, 1], got {self.wise_ft}")
         if self.wise_ft < 1.0 and not (self.weights or self.base_weights):
             raise ConfigError("--wise-ft needs --weights or --base-weights: it averages with the starting weights")
+        if self.l2sp and not (self.weights or self.base_weights):
+            raise ConfigError("--l2sp needs --weights or --base-weights: it pulls towards the starting weights, which "
+                              "would otherwise be the random initialisation")
+        if self.resume_override and self.resume is None:
+            raise ConfigError("--resume-override needs --resume")
         if self.ignore_unlabelled is not None and not self.weights:
             raise ConfigError("--ignore-unlabelled needs --weights: it asks the starting detector where people are")
         if self.tile_crop:
@@ -244,6 +252,8 @@ def parse_options(text: str) -> dict[str, Any]:
         name, sep, value = part.partition("=")
         if not sep:
             raise ConfigError(f"bad loss option {part!r}: expected name=value")
+        if name.strip() in options:
+            raise ConfigError(f"--loss-options: {given_twice(name.strip())}")
         lowered = value.strip().lower()
         if lowered in ("true", "false"):
             options[name.strip()] = lowered == "true"

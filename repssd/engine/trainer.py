@@ -18,11 +18,13 @@ from tqdm import tqdm
 
 from ..boxes import box_iou
 from ..convert import WeightsError, config_beside, load_weights, read_weights
+from ..convert.checkpoints import mismatch_report
 from ..data import DatasetError, SSDTestTransform, SSDTrainTransform, collate, parse_tile_crop
 from ..data.base import DetectionDataset
 from ..data.copypaste import CrowdCopyPaste, PersonBank, copy_paste_then, parse_copy_paste
 from ..data.factory import DATASET_KINDS, class_names, open_dataset, parse_data_options
 from ..eval import DetectionEvaluator
+from ..files import write_atomic
 from ..eval.inference import ground_truth_of, image_ids, load_image, predict_dataset
 from ..losses import build_criterion, parse_weights
 from ..models import TF_MODELS, build_model
@@ -288,10 +290,32 @@ class Trainer:
         if saved.get("model") and saved["model"] != self.config.model:
             raise WeightsError(f"{path}: a checkpoint of --model {saved['model']}, but this run is --model "
                                f"{self.config.model}; resume with the same --model, or give a new --output-dir")
+        changed = self._changed_flags(saved)
+        if changed and not self.config.resume_override:
+            name, before, now = changed[0]
+            raise ConfigError(f"{path}: this run was trained with --{name.replace('_', '-')} {before}, not {now}; "
+                              "resume with the run's flags, or pass --resume-override to continue with the new ones")
+        report = mismatch_report(self.model.state_dict(), state.get("model") or {})
+        if report:
+            raise WeightsError(f"{path}: does not fit this run's model ({report})")
         try:
             self.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as err:
-            raise WeightsError(f"{path}: does not fit this run's model ({str(err).strip().splitlines()[0]})") from None
+            raise WeightsError(f"{path}: does not fit this run's model ({' '.join(str(err).split())})") from None
+
+    # flags that do not change what is trained: they may differ when a run is resumed
+    RUN_ONLY = ("output_dir", "resume", "resume_override", "overwrite", "device", "workers", "checkpoint_every",
+                "eval_every", "eval_at_end", "log_every", "diagnostics", "visdom", "visdom_server", "visdom_port",
+                "visdom_env", "skip_nonfinite")
+    LENGTH = ("max_iter", "epochs")  # a resumed run may be extended (or cut short); config.json records it
+
+    def _changed_flags(self, saved: dict) -> list[tuple[str, object, object]]:
+        """(flag, the run's value, this command's) for every training flag that differs from the
+        checkpoint's config (flags the checkpoint predates are not compared)."""
+        now = json.loads(json.dumps(config_dict(self.config)))
+        before = json.loads(json.dumps(saved, default=str))
+        free = (*self.RUN_ONLY, *self.LENGTH)
+        return [(k, before[k], now[k]) for k in now if k in before and k not in free and before[k] != now[k]]
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -317,10 +341,20 @@ class Trainer:
                                     f"{good[0] if good else 'none'}") from None
 
     def write_config(self) -> None:
+        """config.json (what eval.py and detect.py read back): written whole, and only when it changes."""
         record = {**config_dict(self.config), "class_names": list(self.classes), "max_iter_resolved": self.max_iter,
                   "model_options": self._model_options(), "image_size": list(self.model.input_size),
                   "postprocess": self.postprocess}
-        (self.out / "config.json").write_text(json.dumps(record, indent=1))
+        path = self.out / "config.json"
+        if self.config.resume is not None and path.is_file():  # what may differ on a resume: not recorded anew
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError):
+                old = None
+            if old is not None and all(old.get(k) == v for k, v in json.loads(json.dumps(record)).items()
+                                       if k not in self.RUN_ONLY):
+                return
+        write_atomic(path, json.dumps(record, indent=1))
 
     # ----------------------------------------------------------------- steps
     def _loader(self) -> DataLoader:

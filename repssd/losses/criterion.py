@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..coder import VARIANCES
 from ..matcher import match
+from ..options import given_twice
 from .base import TERMS, LossContext, LossTerm
 
 __all__ = ["Criterion", "build_criterion", "parse_weights"]
@@ -96,6 +97,8 @@ def parse_weights(text: str) -> dict[str, float]:
     weights = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
+        if name.strip() in weights:
+            raise ValueError(f"bad loss weights: {given_twice(name.strip())}")
         try:
             weights[name.strip()] = float(value)
         except ValueError:

@@ -365,12 +365,16 @@ def test_resume_auto_after_the_model_changed_is_one_line(tiny_data, finished_run
     assert train_cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a checkpoint of --model mb1_ssdlite, but this run is --model mb2_ssdlite" in err
-    # the same model with another width does not fit either: one line too
+    # the same model with another width: the flag is named (issue 33), and with --resume-override the
+    # checkpoint does not fit: one line naming what differs
     args = tiny_args(tiny_data, finished_run, "--max-iter", "6", "--resume", "auto")
     args[args.index("0.25")] = "0.5"
     assert train_cli.main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "does not fit this run's model" in err
+    assert err.count("\n") == 1 and "trained with --width-mult 0.25, not 0.5" in err
+    assert train_cli.main(args + ["--resume-override"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit this run's model (shape mismatches" in err
 
 
 def test_resume_auto_falls_back_to_the_newest_intact_checkpoint_and_cleans_up(tiny_data, finished_run):
@@ -428,7 +432,9 @@ def test_non_finite_or_negative_loss_weight_is_one_line_before_training(tiny_dat
 
 
 def test_l2sp_pulls_the_gradient_toward_the_starting_weights(tiny_data, tmp_path):
-    t = trainer(tiny_data, tmp_path, "--max-iter", "1", "--l2sp", "0.5")
+    start = tmp_path / "start.pth"  # L2-SP needs starting weights (issue 33: refused without them)
+    torch.save(trainer(tiny_data, tmp_path / "a", "--max-iter", "1").model.state_dict(), start)
+    t = trainer(tiny_data, tmp_path / "b", "--max-iter", "1", "--l2sp", "0.5", "--weights", str(start))
     name, param = next((n, p) for n, p in t.model.named_parameters() if p.requires_grad)
     with torch.no_grad():
         param.add_(1.0)  # one unit away from where it started
@@ -441,6 +447,7 @@ def test_l2sp_pulls_the_gradient_toward_the_starting_weights(tiny_data, tmp_path
 
 
 @pytest.mark.parametrize("flag, value, message", [("--l2sp", "-1", "--l2sp"),
+                                                  ("--l2sp", "0.01", "--l2sp needs --weights or --base-weights"),
                                                   ("--tile-crop", "size=0", "--tile-crop"),
                                                   ("--tile-crop", "jitter=1", "size= is required")])
 def test_bad_fine_tuning_options_are_one_line(tiny_data, tmp_path, capsys, flag, value, message):
