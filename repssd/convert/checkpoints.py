@@ -127,6 +127,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
+    foreign = _foreign_format(path)
+    if foreign:
+        raise WeightsError(f"{path}: {foreign}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for corrupt or foreign files
@@ -143,6 +146,20 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
         return convert_state_dict(obj)
     except WeightsError as err:
         raise WeightsError(f"{path}: {err}") from None
+
+
+def _foreign_format(path: Path) -> str | None:
+    """What to do with a model file of another framework (by its header or name), or None."""
+    with path.open("rb") as file:
+        head = file.read(8)
+    if head[4:8] == b"TFL3":
+        return f"a TFLite model, not PyTorch weights; convert it first: python -m repssd.convert tflite {path} --out FILE.pth"
+    if path.suffix == ".pb":
+        return (f"a TensorFlow graph, not PyTorch weights; convert it first: python -m repssd.convert tf-graph {path} "
+                "--out FILE.pth")
+    if path.suffix == ".onnx":
+        return "an ONNX model, not PyTorch weights (repssd exports ONNX; it loads .pth weights)"
+    return None
 
 
 def mismatch_report(expected: StateDict, given: StateDict) -> str:

@@ -230,11 +230,10 @@ class Trainer:
                           stacklevel=2)
             state = {k: v for k, v in state.items() if k not in heads}
             state.update({k: own[k] for k in heads})
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as err:
-            raise WeightsError(f"{path}: {fmt} weights do not fit {self.config.model} "
-                               f"({str(err).splitlines()[0]})") from None
+        report = mismatch_report(own, state)
+        if report:
+            raise WeightsError(f"{path}: {fmt} weights do not fit {self.config.model} ({report})")
+        self.model.load_state_dict(state)
 
     def _finetune_postprocess(self, saved: dict) -> dict:
         """The post-processing of the weights fine-tuned from (``saved``: their config; e.g. an imported

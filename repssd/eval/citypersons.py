@@ -222,7 +222,16 @@ def evaluate(detections: Sequence[Mapping], ground_truth: Sequence[Mapping], lab
     result = {"mr": {}, "npos": {}, "num_images": len(ground_truth), "miss_at_fppi": {},
               "fppi_points": FPPI_POINTS.tolist(),
               "setups": {name: [list(heights), list(visible)] for name, (heights, visible) in chosen.items()}}
+    occluded = set()  # setups that select by occlusion, which ground truth without visibility cannot tell
+    if not any("visibility" in gt for gt in ground_truth):
+        occluded = {name for name, (_, (low, high)) in chosen.items() if low > 0.65 or high < _OPEN}
+        result["note"] = ("the annotations carry no visibility: every person counts as fully visible, so the "
+                          "occlusion subsets (" + (", ".join(sorted(occluded)) or "none chosen") + ") are not "
+                          "applicable and Reasonable selects by height alone")
     for s, name in enumerate(chosen):
+        if name in occluded:
+            result["mr"][name], result["npos"][name], result["miss_at_fppi"][name] = float("nan"), 0, []
+            continue
         mr, miss = log_average_miss_rate(outcome[s], det_scores, int(npos[s]), len(ground_truth))
         result["mr"][name], result["npos"][name], result["miss_at_fppi"][name] = mr, int(npos[s]), miss.tolist()
     return result

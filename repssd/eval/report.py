@@ -52,6 +52,8 @@ def format_table(report: dict) -> str:
         lines.append(f"{'CityPersons MR^-2 (official setups; GT per setup)':s}")
         for name, value in report["citypersons"]["mr"].items():
             lines.append(f"  {name:16s} {_miss_rate(value)}   ({report['citypersons']['npos'][name]} GT)")
+        if report["citypersons"].get("note"):
+            lines.append(f"  note: {report['citypersons']['note']}")
     return "\n".join(lines)
 
 
@@ -82,6 +84,7 @@ def _markdown(report: dict) -> str:
         cp = report["citypersons"]
         text += ["", "CityPersons MR^-2 (lower is better):", "", "| " + " | ".join(cp["mr"]) + " |",
                  "|" + " --- |" * len(cp["mr"]), "| " + " | ".join(_miss_rate(v).strip() for v in cp["mr"].values()) + " |"]
+        text += ["", f"Note: {cp['note']}."] if cp.get("note") else []
     return "\n".join(text) + "\n"
 
 
