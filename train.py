@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         cleanup(trainer.dist)
-    if trainer.dist.is_main:
+    if trainer.dist.is_main and not record:  # resumed at (or past) its last iteration
+        print(f"done: the run had already reached iteration {trainer.iteration}; nothing left to train "
+              f"(a longer --max-iter extends it)")
+    elif trainer.dist.is_main:
         print("done: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
         print(f"outputs in {config.output_dir}/")
     return 0

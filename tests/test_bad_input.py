@@ -154,6 +154,10 @@ def test_resume_with_another_loss_is_refused_and_a_same_flag_resume_keeps_config
     one_line(capsys, "trained with --loss multibox, not multibox+repgt", "--resume-override")
     assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "2", "--resume", "auto", "--workers", "0")) == 0
     assert (out / "config.json").read_bytes() == config
+    capsys.readouterr()
+    assert train_cli.main(tiny_args(tiny_data, out, "--max-iter", "2", "--resume", "auto", "--batch-size", "4",
+                                    "--resume-override")) == 0
+    assert "done: the run had already reached iteration 2; nothing left to train" in capsys.readouterr().out
 
 
 # 10. silently wrong: a key given twice
