@@ -26,6 +26,7 @@ from torchvision.ops import batched_nms
 
 from .coder import decode
 from .convert import WeightsError, load_model
+from .files import atomic_path
 from .models import MODELS
 from .options import POSITIVE, bad_option, bad_output
 from .postprocess import postprocess_options, rank_in_group
@@ -104,10 +105,10 @@ def export_onnx(model: nn.Module, path: str | Path, nms: bool = False, opset: in
     dynamic = {"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
     if nms:
         dynamic["selected"] = {0: "detections"}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as temporary:  # whole or absent
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
-        torch.onnx.export(module, (torch.zeros(2, 3, height, width),), str(path), dynamo=False, opset_version=opset,
-                          input_names=["images"], output_names=outputs, dynamic_axes=dynamic)
+        torch.onnx.export(module, (torch.zeros(2, 3, height, width),), str(temporary), dynamo=False,
+                          opset_version=opset, input_names=["images"], output_names=outputs, dynamic_axes=dynamic)
     return path
 
 
