@@ -189,6 +189,8 @@ def bench_tf_graph(opts) -> None:
     pb, looked = find_graph(opts.graph)
     missing = [what for what, path in (("weights", opts.tf_weights), ("frozen graph", pb))
                if path is None or not Path(path).is_file()]
+    if not hasattr(cv2.dnn, "readNetFromTensorflow"):  # OpenCV 5 dropped its TensorFlow importer
+        missing.append(f"TensorFlow importer in OpenCV {cv2.__version__} (the peer this section measures)")
     if missing:
         print(f"\n{title}: skipped, no {' and no '.join(missing)} "
               f"(weights: {opts.tf_weights}; graph: {looked}). `python -m repssd.weights` (make weights) fetches "
