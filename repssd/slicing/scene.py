@@ -40,10 +40,12 @@ class HeightFit:
     slope: float
     count: int
     spread: float = 0.0
+    floor: float = 1.0
 
     def at(self, rows: np.ndarray | float) -> np.ndarray:
-        """Fitted heights at ``rows``, never below 1 px."""
-        return np.maximum(self.intercept + self.slope * np.asarray(rows, np.float64), 1.0)
+        """Fitted heights at ``rows``, never below ``floor`` (the line is not extrapolated to people
+        much smaller than any seen)."""
+        return np.maximum(self.intercept + self.slope * np.asarray(rows, np.float64), self.floor)
 
     def least(self, top: float, bottom: float) -> float:
         """The smallest plausible person height among feet in rows ``[top, bottom]``: the line is
@@ -52,7 +54,8 @@ class HeightFit:
 
 
 def fit_heights(boxes: np.ndarray, scores: np.ndarray, min_boxes: int = 3, iterations: int = 20,
-                quantile: float = 0.1) -> HeightFit | None:
+                quantile: float = 0.1, image_height: float | None = None, min_rows: float = 0.2,
+                shrink: float = 0.5) -> HeightFit | None:
     """Robust weighted line of box height on the row of the box bottom.
 
     Args:
@@ -61,6 +64,10 @@ def fit_heights(boxes: np.ndarray, scores: np.ndarray, min_boxes: int = 3, itera
         min_boxes: fewer boxes give a constant (the weighted median height), none give None.
         iterations: Huber reweighting rounds.
         quantile: ``spread`` is 1 minus this lower quantile of height / fitted height (capped to [0, 0.5]).
+        image_height, min_rows: feet spread over less than ``min_rows`` of the image's rows give a
+            constant (a slope from a few people in one band is noise).
+        shrink: the line's ``floor`` is this share of the smallest box (how far below what the first
+            pass saw the tiles may aim).
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     scores = np.asarray(scores, np.float64).reshape(-1)
@@ -69,11 +76,13 @@ def fit_heights(boxes: np.ndarray, scores: np.ndarray, min_boxes: int = 3, itera
     if not len(boxes):
         return None
     height, feet = boxes[:, 3] - boxes[:, 1], boxes[:, 3]
-    if len(boxes) < min_boxes or np.ptp(feet) < 1e-6:
+    floor = max(1.0, shrink * float(height.min()))
+    narrow = np.ptp(feet) < max(1e-6, min_rows * image_height if image_height else 0.0)
+    if len(boxes) < min_boxes or narrow:
         order = np.argsort(height)
         cumulative = np.cumsum(scores[order])
         median = float(height[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-        return HeightFit(median, 0.0, len(boxes), _spread(height, np.full_like(height, median), quantile))
+        return HeightFit(median, 0.0, len(boxes), _spread(height, np.full_like(height, median), quantile), floor)
     design = np.stack([np.ones_like(feet), feet], 1)
     weights = scores.copy()
     coef = np.zeros(2)
@@ -84,8 +93,8 @@ def fit_heights(boxes: np.ndarray, scores: np.ndarray, min_boxes: int = 3, itera
         scale = 1.4826 * np.median(np.abs(residual - np.median(residual))) or 1e-6  # MAD
         ratio = np.abs(residual) / (HUBER * scale)
         weights = scores * np.where(ratio <= 1.0, 1.0, 1.0 / np.maximum(ratio, 1e-12))
-    fitted = np.maximum(design @ coef, 1.0)
-    return HeightFit(float(coef[0]), float(coef[1]), len(boxes), _spread(height, fitted, quantile))
+    fitted = np.maximum(design @ coef, floor)
+    return HeightFit(float(coef[0]), float(coef[1]), len(boxes), _spread(height, fitted, quantile), floor)
 
 
 def _spread(height: np.ndarray, fitted: np.ndarray, quantile: float) -> float:
@@ -99,7 +108,7 @@ def _side(fit: HeightFit, top: float, scale: float) -> float:
     if fit.slope >= 0:
         return scale * keep * float(fit.at(top))
     side = scale * keep * (fit.intercept + fit.slope * top) / (1.0 - scale * keep * fit.slope)
-    return max(side, scale * keep * 1.0)  # the line reaches 1 px
+    return max(side, scale * keep * fit.floor)  # the line reaches its floor within the band
 
 
 def band_tiles(image_height: int, image_width: int, fit: HeightFit, target: float, input_height: int,
