@@ -11,8 +11,8 @@ Every image is cut into SAHI tiles of each size in ``--sizes`` (0: the whole ima
 per tile, at its height in the network input (pixel height x input height / tile height), and is
 found when a detection of that tile scoring at least ``--score`` matches it at IoU >= 0.5 (greedy,
 best first, one detection per person). The output lists, per log-spaced height bin, the pairs and
-the recall, and ``h50`` / ``h80``: the least input height from which every bin's recall is at least
-50% / 80% of the best bin's. Use validation images only.
+the recall, and ``h50`` / ``h80``: the lower edge of the first bin whose recall reaches 50% / 80% of
+the best bin's (the largest bins, people nearly filling a tile, fall again). Validation images only.
 """
 from __future__ import annotations
 
@@ -94,9 +94,8 @@ def summarise(heights: np.ndarray, found: np.ndarray) -> dict:
     rated = [r for r in rows if r["recall"] is not None]
     best = max((r["recall"] for r in rated), default=0.0)
     result = {"bins": rows, "best_recall": best}
-    for share in (0.5, 0.8):
-        above = [r["low"] for i, r in enumerate(rated) if all(s["recall"] >= share * best for s in rated[i:])]
-        result[f"h{int(share * 100)}"] = min(above) if above else None
+    for share in (0.5, 0.8):  # the first bin at share of the best (the largest bins, people nearly filling a tile, drop)
+        result[f"h{int(share * 100)}"] = next((r["low"] for r in rated if r["recall"] >= share * best), None)
     return result
 
 
