@@ -64,14 +64,17 @@ def fit_heights(boxes: np.ndarray, scores: np.ndarray, min_boxes: int = 3, itera
         min_boxes: fewer boxes give a constant (the weighted median height), none give None.
         iterations: Huber reweighting rounds.
         quantile: ``spread`` is 1 minus this lower quantile of height / fitted height (capped to [0, 0.5]).
-        image_height, min_rows: feet spread over less than ``min_rows`` of the image's rows give a
-            constant (a slope from a few people in one band is noise).
+        image_height, min_rows: boxes touching the top or bottom border are left out (cut people:
+            with their tops all at row 0 they would fake a slope of 1); feet spread over less than
+            ``min_rows`` of the image's rows give a constant (a slope from a few people in one band is noise).
         shrink: the line's ``floor`` is this share of the smallest box (how far below what the first
             pass saw the tiles may aim).
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     scores = np.asarray(scores, np.float64).reshape(-1)
     keep = (boxes[:, 3] > boxes[:, 1]) & np.isfinite(boxes).all(1) & (scores > 0)
+    if image_height:  # a box cut by the top or bottom border holds part of a person: its height is no height
+        keep &= (boxes[:, 1] > 1.0) & (boxes[:, 3] < image_height - 1.0)
     boxes, scores = boxes[keep], scores[keep]
     if not len(boxes):
         return None

@@ -24,6 +24,13 @@ def test_the_line_is_recovered_despite_outliers():
     assert 0 < fit.spread < 0.15  # 3% noise: the 10% quantile falls short by about 4%
 
 
+def test_people_cut_by_the_border_do_not_fake_a_slope():
+    whole = people(np.array([300.0, 350, 420]), 120, 0.0)  # three people 120 px tall
+    cut = np.array([[10, 0, 40, 100.0], [60, 0, 90, 200.0], [100, 0, 130, 280.0]])  # tops at row 0: h = feet
+    fit = fit_heights(np.concatenate([whole, cut]), np.ones(6), image_height=480)
+    assert fit.count == 3 and fit.slope == pytest.approx(0, abs=1e-9) and fit.intercept == pytest.approx(120)
+
+
 def test_too_few_boxes_give_a_constant_and_none_give_none():
     assert fit_heights(np.zeros((0, 4)), np.zeros(0)) is None
     fit = fit_heights(np.array([[0, 0, 10, 50.0], [0, 100, 10, 180.0]]), np.array([0.9, 0.4]))
