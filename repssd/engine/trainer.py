@@ -290,8 +290,10 @@ class Trainer:
             raise WeightsError(f"{path}: a checkpoint of --model {saved['model']}, but this run is --model "
                                f"{self.config.model}; resume with the same --model, or give a new --output-dir")
         changed = self._changed_flags(saved)
-        if changed and not self.config.resume_override:
-            name, before, now = changed[0]
+        self._same_run = not changed  # then config.json stays as it is
+        blocking = [c for c in changed if c[0] not in self.LENGTH]
+        if blocking and not self.config.resume_override:
+            name, before, now = blocking[0]
             raise ConfigError(f"{path}: this run was trained with --{name.replace('_', '-')} {before}, not {now}; "
                               "resume with the run's flags, or pass --resume-override to continue with the new ones")
         report = mismatch_report(self.model.state_dict(), state.get("model") or {})
@@ -307,14 +309,14 @@ class Trainer:
                 "eval_every", "eval_at_end", "log_every", "diagnostics", "visdom", "visdom_server", "visdom_port",
                 "visdom_env", "skip_nonfinite")
     LENGTH = ("max_iter", "epochs")  # a resumed run may be extended (or cut short); config.json records it
+    _same_run = False  # resumed with every flag as the checkpoint's (run-only flags aside)
 
     def _changed_flags(self, saved: dict) -> list[tuple[str, object, object]]:
-        """(flag, the run's value, this command's) for every training flag that differs from the
-        checkpoint's config (flags the checkpoint predates are not compared)."""
+        """(flag, the run's value, this command's) for every flag but :data:`RUN_ONLY` that differs
+        from the checkpoint's config (flags the checkpoint predates are not compared)."""
         now = json.loads(json.dumps(config_dict(self.config)))
         before = json.loads(json.dumps(saved, default=str))
-        free = (*self.RUN_ONLY, *self.LENGTH)
-        return [(k, before[k], now[k]) for k in now if k in before and k not in free and before[k] != now[k]]
+        return [(k, before[k], now[k]) for k in now if k in before and k not in self.RUN_ONLY and before[k] != now[k]]
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -345,14 +347,8 @@ class Trainer:
                   "model_options": self._model_options(), "image_size": list(self.model.input_size),
                   "postprocess": self.postprocess}
         path = self.out / "config.json"
-        if self.config.resume is not None and path.is_file():  # what may differ on a resume: not recorded anew
-            try:
-                old = json.loads(path.read_text())
-            except (OSError, ValueError):
-                old = None
-            if old is not None and all(old.get(k) == v for k, v in json.loads(json.dumps(record)).items()
-                                       if k not in self.RUN_ONLY):
-                return
+        if self._same_run and path.is_file():
+            return
         write_atomic(path, json.dumps(record, indent=1))
 
     # ----------------------------------------------------------------- steps

@@ -130,13 +130,10 @@ def band_tiles(image_height: int, image_width: int, fit: HeightFit, target: floa
     tiles, top = [], 0
     while top < image_height:
         side = int(np.clip(round(_side(fit, top, input_height / target)), min(min_tile, side_max), side_max))
-        if fit.least(top, min(top + side, image_height)) * whole >= target:  # seen whole already
-            top += max(1, side - int(overlap * side))
-            continue
-        band_top = min(top, image_height - side)
-        for left in tile_starts(image_width, side, overlap):
-            tiles.append((left, band_top, left + side, band_top + side))
-        if top + side >= image_height:
-            break
+        if fit.least(top, min(top + side, image_height)) * whole < target:  # else the whole image shows them
+            band_top = min(top, image_height - side)
+            tiles += [(left, band_top, left + side, band_top + side) for left in tile_starts(image_width, side, overlap)]
+            if top + side >= image_height:
+                break
         top += max(1, side - int(overlap * side))
     return np.array(tiles, np.int64).reshape(-1, 4)
